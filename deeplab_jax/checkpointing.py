@@ -1,0 +1,72 @@
+"""Orbax checkpoints of the train state: async saves, restore onto the current shardings,
+and a save when the job is told to stop (SIGTERM on a preempted TPU VM, or Ctrl-C).
+
+All Orbax calls live here, so a move to Orbax's v1 API touches this file only.
+"""
+
+import os
+import signal
+import threading
+from typing import Any
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+
+
+def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
+  """Checkpoints under <workdir>/checkpoints, saved asynchronously, `max_to_keep` kept."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                         enable_async_checkpointing=True)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                               options=options)
+
+
+def restore_latest(manager: ocp.CheckpointManager, state: Any) -> tuple[Any, int]:
+  """(restored state, its step) from the latest checkpoint, or (state, 0) when there is none.
+
+  `state` (arrays or `jax.ShapeDtypeStruct`s) gives the structure, dtypes and the shardings to
+  restore onto, so a checkpoint written on one mesh loads on another.
+  """
+  step = manager.latest_step()
+  if step is None:
+    return state, 0
+  target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  logging.info('Restoring checkpoint of step %d from %s', step, manager.directory)
+  return manager.restore(step, args=ocp.args.StandardRestore(target)), step
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
+  """Starts an asynchronous save of `state` at `step` (a no-op if that step is saved)."""
+  if step not in manager.all_steps():
+    manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+
+class StopRequest:
+  """Tells the training loop to save and stop: on SIGTERM/SIGINT in a single process, or at
+  JAX's preemption sync point when several processes run (all stop at the same step)."""
+
+  def __init__(self, manager: ocp.CheckpointManager):
+    self._manager = manager
+    self._signal = None
+    self._handles_signals = (jax.process_count() == 1 and
+                             threading.current_thread() is threading.main_thread())
+    if self._handles_signals:
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, self._on_signal)
+
+  def _on_signal(self, signum, frame):
+    del frame
+    if self._signal is not None:  # A second signal: stop right now.
+      raise KeyboardInterrupt
+    self._signal = signal.Signals(signum).name
+    logging.warning('Received %s: saving a checkpoint and stopping after this step.',
+                    self._signal)
+
+  def __call__(self, step: int) -> bool:
+    return self._signal is not None or self._manager.reached_preemption(step)
+
+  def restore_handlers(self) -> None:
+    if self._handles_signals:
+      signal.signal(signal.SIGTERM, signal.SIG_DFL)
+      signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -1,0 +1,68 @@
+"""Per-example TF ops of the official DeepLab recipe: scale, pad, crop, flip, normalise.
+
+Images are float32 [H, W, 3] in 0..255; labels are int32 [H, W, 1]. Randomness is stateless,
+driven by an explicit seed per example, so a pipeline is reproducible.
+"""
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+
+def check_labels(label: tf.Tensor, num_classes: int, ignore_label: int,
+                 file_name: tf.Tensor) -> tf.Tensor:
+  """Returns `label`, failing (with the file named) if a value is neither a class nor ignored."""
+  bad = tf.boolean_mask(label, (label >= num_classes) & (label != ignore_label) | (label < 0))
+  check = tf.debugging.Assert(
+      tf.size(bad) == 0,
+      ['Label values that are neither a class id (0 ..', num_classes - 1, ') nor the ignore '
+       'value', ignore_label, 'in', file_name, ': first ones', bad[:5]], summarize=5)
+  with tf.control_dependencies([check]):
+    return tf.identity(label)
+
+
+def random_scale(image: tf.Tensor, label: tf.Tensor, min_scale: float, max_scale: float,
+                 seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """Rescales by a factor drawn uniformly from [min_scale, max_scale]: bilinear / nearest."""
+  if min_scale == max_scale == 1.0:
+    return image, label
+  scale = tf.random.stateless_uniform([], seed, min_scale, max_scale)
+  size = tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float32) * scale), tf.int32)
+  image = tf.image.resize(image, size, method='bilinear')
+  label = tf.image.resize(label, size, method='nearest')
+  return image, label
+
+
+def pad_to_size(image: tf.Tensor, label: tf.Tensor, size: Sequence[int],
+                mean_rgb: Sequence[float], ignore_label: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """Pads bottom and right up to at least `size`: the image with the mean pixel (0 once
+  normalised), the label with the ignore value so padding never counts."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  paddings = [[0, tf.maximum(size[0] - height, 0)], [0, tf.maximum(size[1] - width, 0)], [0, 0]]
+  mean = tf.constant(mean_rgb, tf.float32)
+  image = tf.pad(image - mean, paddings) + mean
+  label = tf.pad(label, paddings, constant_values=ignore_label)
+  return image, label
+
+
+def random_crop(image: tf.Tensor, label: tf.Tensor, size: Sequence[int],
+                seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """The same random `size` window of image and label (both at least that large)."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  top_seed, left_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  top = tf.random.stateless_uniform([], top_seed, 0, height - size[0] + 1, dtype=tf.int32)
+  left = tf.random.stateless_uniform([], left_seed, 0, width - size[1] + 1, dtype=tf.int32)
+  image = image[top:top + size[0], left:left + size[1]]
+  label = label[top:top + size[0], left:left + size[1]]
+  return tf.ensure_shape(image, [*size, 3]), tf.ensure_shape(label, [*size, 1])
+
+
+def random_flip(image: tf.Tensor, label: tf.Tensor,
+                seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """Flips image and label left-right together with probability 1/2."""
+  flip = tf.random.stateless_uniform([], seed) < 0.5
+  return tf.cond(flip, lambda: (image[:, ::-1], label[:, ::-1]), lambda: (image, label))
+
+
+def normalize(image: tf.Tensor, mean_rgb: Sequence[float], std_rgb: Sequence[float]) -> tf.Tensor:
+  return (image - tf.constant(mean_rgb, tf.float32)) / tf.constant(std_rgb, tf.float32)

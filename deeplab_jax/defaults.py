@@ -1,0 +1,66 @@
+"""Every configuration field with its default; recipes in configs/ start here and override.
+
+Override any field on the command line: `--config.batch_size=8 --config.model.output_stride=8`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The defaults: DeepLab v3+ on ResNet-101, the official PASCAL VOC training recipe."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # Data: a dataset of the registry (deeplab_jax.data.datasets), read through TFDS.
+  config.dataset = 'voc2012'
+  # TFDS data directory; unset means TFDS's default (~/tensorflow_datasets).
+  config.data_dir = ml_collections.config_dict.placeholder(str)
+  config.train_split = 'train_aug'
+  config.eval_split = 'validation'
+  config.crop_size = (513, 513)  # k * output_stride + 1, as in the official recipes.
+  config.min_scale = 0.5  # Random scale range of training images.
+  config.max_scale = 2.0
+  config.flip = True  # Random horizontal flips when training.
+  config.eval_crop_size = (513, 513)  # Eval images are padded to this size (ignored padding).
+  config.mean_rgb = (127.5, 127.5, 127.5)  # Normalisation: (pixel - mean) / std.
+  config.std_rgb = (127.5, 127.5, 127.5)
+  config.shuffle_buffer_size = 1_000
+
+  # Model: see deeplab_jax.models.create_model.
+  config.model = model = ml_collections.ConfigDict()
+  model.architecture = 'deeplabv3plus'  # 'deeplabv3' or 'deeplabv3plus'.
+  model.backbone = 'resnet101'  # resnet18/34/50/101, with '_beta' for the three-conv stem.
+  model.num_classes = 21  # Must match the dataset's.
+  model.output_stride = 16
+  model.atrous_rates = (6, 12, 18)  # ASPP rates; double them at output stride 8.
+  model.multi_grid = (1, 2, 4)  # Unit rates of the last ResNet stage; one per unit.
+  model.keep_rate_in_first_unit = False  # True: torchvision's dilation policy.
+  model.width = 1.0  # Multiplies every backbone channel count.
+  model.aspp_features = 256
+  model.dropout_rate = 0.1  # After the ASPP projection.
+  model.low_level_features = 48  # v3+ decoder: low-level projection and 3x3 conv widths.
+  model.decoder_features = 256
+  model.align_corners = True  # Bilinear upsampling convention (TF DeepLab: True).
+  model.bn_momentum = 0.9997
+  model.bn_epsilon = 1e-5
+  model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay float32).
+
+  # Optimisation: SGD with momentum, weight decay on conv kernels, poly learning rate.
+  config.batch_size = 16  # Global batch, split over all devices and hosts.
+  config.num_train_steps = 30_000
+  config.learning_rate = 0.007
+  config.end_learning_rate = 0.0
+  config.lr_power = 0.9
+  config.warmup_steps = 0
+  config.momentum = 0.9
+  config.weight_decay = 1e-4
+  config.ignore_label = 255
+
+  # Evaluation, logging and checkpoints.
+  config.eval_batch_size = 8
+  config.eval_every_steps = 2_000
+  config.num_eval_images = 4  # Colour-coded predictions written to TensorBoard at each eval.
+  config.log_every_steps = 50
+  config.checkpoint_every_steps = 1_000
+  config.max_checkpoints_to_keep = 3
+  return config

@@ -1,0 +1,27 @@
+"""The DeepLab v3+ decoder: refine the ASPP output with stride-4 backbone features."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from deeplab_jax.models.layers import ConvBN, ModuleDef, resize_bilinear
+
+
+class Decoder(nn.Module):
+  """Project low-level features to 48 channels, concat with the upsampled ASPP output, 2 x 3x3."""
+  low_level_features: int = 48
+  features: int = 256
+  align_corners: bool = True
+  norm: ModuleDef = nn.BatchNorm
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, low_level: jax.Array) -> jax.Array:
+    conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
+    low_level = conv(self.low_level_features, 1, name='low_level_projection')(low_level)
+    x = resize_bilinear(x, low_level.shape[1:3], self.align_corners).astype(low_level.dtype)
+    x = jnp.concatenate([x, low_level], axis=-1)
+    x = conv(self.features, 3, name='conv1')(x)
+    return conv(self.features, 3, name='conv2')(x)

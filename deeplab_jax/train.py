@@ -1,0 +1,209 @@
+"""Training: the train state, a pure `train_step`, and `train_and_evaluate`, the whole loop."""
+
+from collections.abc import Callable
+import os
+import time
+from typing import Any
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from deeplab_jax import checkpointing
+from deeplab_jax import evaluate
+from deeplab_jax import losses
+from deeplab_jax import schedules
+from deeplab_jax import sharding
+from deeplab_jax import visualize
+from deeplab_jax.data import datasets
+from deeplab_jax.data import input_pipeline
+from deeplab_jax.models import create_model
+
+
+class TrainState(train_state.TrainState):
+  """Step, params, optimizer state, and the BatchNorm running statistics."""
+  batch_stats: Any
+
+
+# ---------------------------------------------------------------------------------------------
+# State and step.
+# ---------------------------------------------------------------------------------------------
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """SGD with momentum on the poly schedule; weight decay on convolution kernels only."""
+  decay_mask = lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: path[-1].key == 'kernel', params)
+  return optax.chain(
+      optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
+      optax.sgd(schedules.create_learning_rate_schedule(config), momentum=config.momentum))
+
+
+def create_train_state(config: ml_collections.ConfigDict, model, mesh: jax.sharding.Mesh,
+                       rng: jax.Array) -> TrainState:
+  """Initialises the state directly replicated on `mesh`."""
+
+  def init(rng):
+    variables = model.init(rng, jnp.zeros((1, *config.crop_size, 3), jnp.float32), train=False)
+    state = TrainState.create(apply_fn=model.apply, params=variables['params'],
+                              batch_stats=variables['batch_stats'],
+                              tx=create_optimizer(config))
+    return state.replace(step=jnp.zeros((), jnp.int32))
+
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))(rng)
+
+
+def make_train_step(config: ml_collections.ConfigDict) -> Callable:
+  """train_step(state, batch) -> (state, metrics): one SGD step on the global batch."""
+  schedule = schedules.create_learning_rate_schedule(config)
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    dropout_rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
+
+    def loss_fn(params):
+      logits, updates = state.apply_fn(
+          {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+          mutable=['batch_stats'], rngs={'dropout': dropout_rng})
+      loss = losses.softmax_cross_entropy(logits, batch['label'], config.ignore_label)
+      return loss, updates['batch_stats']
+
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    metrics = {'loss': loss, 'learning_rate': schedule(state.step),
+               'grad_norm': optax.tree.norm(grads)}
+    return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+
+  return train_step
+
+
+def jit_train_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
+  """`train_step` under jit: state replicated and donated, batch split over the data axis."""
+  replicated = sharding.replicated(mesh)
+  return jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharding(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks and summaries.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_config(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) -> None:
+  """Fails early, naming the key, on settings that cannot work together."""
+  if config.model.num_classes != info.num_classes:
+    raise ValueError(f'config.model.num_classes={config.model.num_classes}, but dataset '
+                     f'{info.name!r} has {info.num_classes} classes')
+  for key in ('batch_size', 'eval_batch_size'):
+    if config[key] % jax.device_count():
+      raise ValueError(f'config.{key}={config[key]} is not divisible by the number of devices '
+                       f'({jax.device_count()})')
+  for key in ('crop_size', 'eval_crop_size'):
+    if len(config[key]) != 2 or min(config[key]) < 1:
+      raise ValueError(f'config.{key}={config[key]} must be (height, width)')
+
+
+def write_eval(writer: metric_writers.MetricWriter, step: int, summary: dict[str, float],
+               samples: dict[str, np.ndarray], config: ml_collections.ConfigDict,
+               info: datasets.DatasetInfo) -> None:
+  writer.write_scalars(step, {f'eval/{key}': value for key, value in summary.items()})
+  if samples:
+    images = np.asarray(samples['image']) * config.std_rgb + config.mean_rgb
+    panels = visualize.prediction_panels(np.clip(images, 0, 255), samples['label'],
+                                         samples['prediction'], info.palette, config.ignore_label)
+    writer.write_images(step, {'eval/image_label_prediction': panels})
+  logging.info('Evaluation at step %d:\n%s', step, evaluate.format_table(summary))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+# ---------------------------------------------------------------------------------------------
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state."""
+  info = datasets.get(config.dataset)
+  check_config(config, info)
+  mesh = sharding.create_mesh()
+  logging.info('Mesh: %s over %d devices (%d processes)', dict(mesh.shape), jax.device_count(),
+               jax.process_count())
+  builder = datasets.prepare_builder(info, config.data_dir)
+
+  os.makedirs(workdir, exist_ok=True)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as file:
+      file.write(config.to_json_best_effort(indent=2))
+
+  model = create_model(config.model)
+  state = create_train_state(config, model, mesh, jax.random.key(config.seed))
+  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
+  state, start_step = checkpointing.restore_latest(manager, state)
+  if start_step >= config.num_train_steps:
+    logging.info('Checkpoint step %d already reaches num_train_steps=%d: nothing to train.',
+                 start_step, config.num_train_steps)
+    return state
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info('%s on %s: %d parameters; training steps %d..%d', config.model.architecture,
+               config.model.backbone, num_params, start_step + 1, config.num_train_steps)
+
+  # Each restart reads a fresh random stream rather than replaying the one already seen.
+  data_seed = int(np.random.SeedSequence([config.seed, start_step]).generate_state(1)[0])
+  train_iter = input_pipeline.as_numpy(
+      input_pipeline.create_train_dataset(config, info, builder, seed=data_seed))
+  eval_ds, num_eval_batches = input_pipeline.create_eval_dataset(config, info, builder)
+  logging.info('Evaluation: %d batches of %d on split %r', num_eval_batches,
+               config.eval_batch_size, config.eval_split)
+
+  batch = sharding.shard_batch(next(train_iter), mesh)
+  compile_start = time.perf_counter()
+  train_step = jit_train_step(make_train_step(config), mesh).lower(state, batch).compile()
+  logging.info('Compiled the train step in %.1f s', time.perf_counter() - compile_start)
+  eval_step = evaluate.jit_eval_step(
+      evaluate.make_eval_step(model.apply, info.num_classes, config.ignore_label), mesh)
+
+  report_progress = periodic_actions.ReportProgress(
+      num_train_steps=config.num_train_steps, writer=writer, every_steps=config.log_every_steps,
+      every_secs=None)
+  stop_request = checkpointing.StopRequest(manager)
+  train_metrics = []
+  try:
+    for step in range(start_step + 1, config.num_train_steps + 1):
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        if step > start_step + 1:
+          batch = sharding.shard_batch(next(train_iter), mesh)
+        state, metrics = train_step(state, batch)
+        train_metrics.append(metrics)
+      report_progress(step)
+      is_last = step == config.num_train_steps
+
+      if step % config.log_every_steps == 0 or is_last:
+        averages = jax.tree.map(lambda *x: float(np.mean(x)), *jax.device_get(train_metrics))
+        writer.write_scalars(step, {f'train/{key}': value for key, value in averages.items()})
+        train_metrics = []
+
+      if step % config.eval_every_steps == 0 or is_last:
+        with report_progress.timed('eval'):
+          variables = {'params': state.params, 'batch_stats': state.batch_stats}
+          matrix, samples = evaluate.evaluate(eval_step, variables,
+                                              input_pipeline.as_numpy(eval_ds), mesh,
+                                              config.num_eval_images)
+          write_eval(writer, step, evaluate.summarize(matrix, info.class_names), samples,
+                     config, info)
+
+      stopping = stop_request(step)
+      if step % config.checkpoint_every_steps == 0 or is_last or stopping:
+        with report_progress.timed('checkpoint'):
+          checkpointing.save(manager, step, state)
+      if stopping:
+        logging.warning('Stopped at step %d; run again with the same workdir to resume.', step)
+        break
+  finally:
+    stop_request.restore_handlers()
+    manager.wait_until_finished()
+    writer.flush()
+  return state

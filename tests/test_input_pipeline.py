@@ -1,0 +1,142 @@
+"""Augmentation ops on hand-built inputs, label checks, and exact-once evaluation batches."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from conftest import tiny_shapes_config
+from deeplab_jax.data import datasets
+from deeplab_jax.data import input_pipeline
+from deeplab_jax.data import preprocessing
+
+
+def coordinate_example(height=10, width=12):
+  """An image whose pixel (y, x) holds (y, x, 7) and a label holding y * width + x."""
+  y, x = np.mgrid[:height, :width]
+  image = np.stack([y, x, np.full_like(y, 7)], -1).astype(np.float32)
+  label = (y * width + x)[..., None].astype(np.int32)
+  return tf.constant(image), tf.constant(label)
+
+
+def assert_aligned(image, label, width=12):
+  image, label = np.asarray(image), np.asarray(label)[..., 0]
+  valid = label != 255
+  np.testing.assert_array_equal(label[valid], (image[..., 0] * width + image[..., 1])[valid])
+
+
+def test_pad_to_size_uses_mean_pixel_and_ignore_value():
+  image, label = coordinate_example(4, 5)
+  mean = (1.0, 2.0, 3.0)
+  padded_image, padded_label = preprocessing.pad_to_size(image, label, (6, 7), mean, 255)
+  assert padded_image.shape == (6, 7, 3) and padded_label.shape == (6, 7, 1)
+  np.testing.assert_array_equal(padded_image[:4, :5], image)
+  np.testing.assert_array_equal(padded_label[:4, :5], label)
+  np.testing.assert_array_equal(padded_image[4:, :], np.broadcast_to(mean, (2, 7, 3)))
+  np.testing.assert_array_equal(padded_image[:, 5:], np.broadcast_to(mean, (6, 2, 3)))
+  assert (np.asarray(padded_label)[4:] == 255).all() and (np.asarray(padded_label)[:, 5:] ==
+                                                          255).all()
+
+
+def test_crop_and_flip_keep_image_and_label_aligned():
+  image, label = coordinate_example()
+  crops = set()
+  for seed in range(20):
+    cropped_image, cropped_label = preprocessing.random_crop(image, label, (5, 6), [seed, 1])
+    assert cropped_image.shape == (5, 6, 3)
+    assert_aligned(cropped_image, cropped_label)
+    crops.add(int(cropped_label[0, 0, 0]))
+    flipped_image, flipped_label = preprocessing.random_flip(cropped_image, cropped_label,
+                                                             [seed, 2])
+    assert_aligned(flipped_image, flipped_label)
+  assert len(crops) > 5  # Offsets vary with the seed.
+
+
+def test_flip_happens_about_half_the_time():
+  image, label = coordinate_example()
+  flips = [int(preprocessing.random_flip(image, label, [seed, 0])[1][0, 0, 0]) != 0
+           for seed in range(200)]
+  assert 70 < sum(flips) < 130
+
+
+def test_random_scale_range_and_nearest_labels():
+  image, label = coordinate_example(20, 30)
+  for seed in range(10):
+    scaled_image, scaled_label = preprocessing.random_scale(image, label, 0.5, 2.0, [seed, 3])
+    height, width = scaled_image.shape[:2]
+    assert 10 <= height <= 40 and 15 <= width <= 60 and scaled_label.shape[:2] == (height, width)
+    assert set(np.unique(scaled_label)) <= set(np.unique(label))  # Nearest: no new values.
+
+
+def test_bad_label_value_names_the_file_and_value():
+  label = tf.constant([[0, 3], [255, 9]], tf.int32)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r'(?s)bad_file\.png.*9'):
+    preprocessing.check_labels(label, 4, 255, tf.constant('bad_file.png'))
+  preprocessing.check_labels(tf.constant([[0, 3], [255, 1]]), 4, 255, tf.constant('ok.png'))
+
+
+def test_train_batches(shapes_dir):
+  config = tiny_shapes_config(shapes_dir)
+  info = datasets.get('shapes')
+  builder = datasets.prepare_builder(info, shapes_dir)
+  batches = input_pipeline.as_numpy(
+      input_pipeline.create_train_dataset(config, info, builder, seed=0))
+  batch = next(batches)
+  assert batch['image'].shape == (8, 33, 33, 3) and batch['image'].dtype == np.float32
+  assert batch['label'].shape == (8, 33, 33) and batch['label'].dtype == np.int32
+  assert set(np.unique(batch['label'])) <= {0, 1, 2, 3, 255}
+  # Scale 0.5 turns 64x64 into 32x32: the last row and column are padding (ignored).
+  assert (batch['label'][:, 32, :] == 255).all() or (batch['label'][:, :, 32] == 255).all()
+  again = next(input_pipeline.as_numpy(
+      input_pipeline.create_train_dataset(config, info, builder, seed=0)))
+  np.testing.assert_array_equal(batch['image'], again['image'])  # Reproducible.
+
+
+def image_digest(image: np.ndarray) -> str:
+  return hashlib.sha1(np.ascontiguousarray(image, np.uint8).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize('process_count', [1, 2, 3])
+def test_eval_counts_every_example_exactly_once(shapes_dir, process_count):
+  config = tiny_shapes_config(shapes_dir)
+  config.eval_split, config.eval_crop_size = 'validation[:25]', (65, 65)
+  config.eval_batch_size = 4 * process_count  # 25 is a multiple of neither.
+  info = datasets.get('shapes')
+  builder = datasets.prepare_builder(info, shapes_dir)
+  want = sorted(image_digest(example['image']) for example in
+                tfds.as_numpy(builder.as_dataset('validation[:25]')))
+  seen, batch_counts = [], []
+  for process_index in range(process_count):
+    ds, num_batches = input_pipeline.create_eval_dataset(
+        config, info, builder, process_index=process_index, process_count=process_count)
+    batches = list(input_pipeline.as_numpy(ds))
+    assert len(batches) == num_batches
+    batch_counts.append(num_batches)
+    for batch in batches:
+      assert batch['image'].shape == (4, 65, 65, 3)
+      assert (batch['label'][~batch['mask']] == 255).all()  # Padding examples are ignored.
+      for image in batch['image'][batch['mask']]:
+        pixels = np.round(image[:64, :64] * config.std_rgb + config.mean_rgb)
+        seen.append(image_digest(pixels))
+  assert len(set(batch_counts)) == 1  # Every process runs the same number of steps.
+  assert sorted(seen) == want
+
+
+def test_batch_not_divisible_by_processes_names_the_key(shapes_dir):
+  config = tiny_shapes_config(shapes_dir)
+  config.eval_batch_size = 5
+  info = datasets.get('shapes')
+  builder = datasets.prepare_builder(info, shapes_dir)
+  with pytest.raises(ValueError, match='eval_batch_size'):
+    input_pipeline.create_eval_dataset(config, info, builder, process_index=0, process_count=2)
+
+
+def test_eval_images_larger_than_the_crop_name_the_key(shapes_dir):
+  config = tiny_shapes_config(shapes_dir)
+  config.eval_crop_size = (33, 33)
+  info = datasets.get('shapes')
+  builder = datasets.prepare_builder(info, shapes_dir)
+  with pytest.raises(ValueError, match='eval_crop_size'):
+    input_pipeline.create_eval_dataset(config, info, builder)

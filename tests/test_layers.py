@@ -1,0 +1,103 @@
+"""AtrousConv against a direct numpy dilated convolution; bilinear resizing against references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deeplab_jax.models.layers import AtrousConv, interpolation_matrix, resize_bilinear
+
+
+def numpy_dilated_conv(x, kernel, rate, stride, pads):
+  """Direct loops: out[n, i, j, o] = sum x[n, i*s + a*r - pad, j*s + b*r - pad, c] k[a, b, c, o]."""
+  (top, bottom), (left, right) = pads
+  x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  k = kernel.shape[0]
+  span = (k - 1) * rate + 1
+  out_h = (x.shape[1] - span) // stride + 1
+  out_w = (x.shape[2] - span) // stride + 1
+  out = np.zeros((x.shape[0], out_h, out_w, kernel.shape[-1]))
+  for i in range(out_h):
+    for j in range(out_w):
+      for a in range(k):
+        for b in range(k):
+          pixel = x[:, i * stride + a * rate, j * stride + b * rate, :]
+          out[:, i, j, :] += pixel @ kernel[a, b]
+  return out
+
+
+def same_pads(size, kernel_size, rate, stride):
+  """TensorFlow/XLA 'SAME': output ceil(size / stride), extra padding at the end."""
+  span = (kernel_size - 1) * rate + 1
+  total = max((-(-size // stride) - 1) * stride + span - size, 0)
+  return total // 2, total - total // 2
+
+
+@pytest.mark.parametrize('kernel_size', [1, 3])
+@pytest.mark.parametrize('rate', [1, 2, 6, 12])
+def test_atrous_conv_matches_numpy(kernel_size, rate):
+  rng = np.random.default_rng(rate * 10 + kernel_size)
+  x = rng.normal(size=(2, 17, 14, 3)).astype(np.float32)
+  conv = AtrousConv(5, kernel_size, rate=rate, use_bias=True)
+  variables = conv.init(jax.random.key(0), x)
+  variables = jax.tree.map(lambda v: rng.normal(size=v.shape).astype(np.float32), variables)
+  got = np.asarray(conv.apply(variables, x))
+  kernel, bias = (np.asarray(variables['params'][name]) for name in ('kernel', 'bias'))
+  pads = (same_pads(17, kernel_size, rate, 1), same_pads(14, kernel_size, rate, 1))
+  want = numpy_dilated_conv(x, kernel, rate, 1, pads) + bias
+  assert got.shape == (2, 17, 14, 5)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('padding', ['SAME', 'SYMMETRIC'])
+def test_strided_conv_padding(padding):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(1, 10, 9, 2)).astype(np.float32)
+  conv = AtrousConv(3, 3, rate=2, stride=2, padding=padding)
+  variables = conv.init(jax.random.key(0), x)
+  got = np.asarray(conv.apply(variables, x))
+  if padding == 'SAME':
+    pads = (same_pads(10, 3, 2, 2), same_pads(9, 3, 2, 2))
+  else:
+    pads = ((2, 2), (2, 2))  # (kernel - 1) * rate / 2 on each side.
+  want = numpy_dilated_conv(x, np.asarray(variables['params']['kernel']), 2, 2, pads)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  x = jnp.ones((1, 8, 8, 3))
+  conv = AtrousConv(4, 3, rate=2, dtype=jnp.bfloat16)
+  variables = conv.init(jax.random.key(0), x)
+  assert variables['params']['kernel'].dtype == jnp.float32
+  assert conv.apply(variables, x).dtype == jnp.bfloat16
+
+
+def test_interpolation_matrix_align_corners_by_hand():
+  # 3 -> 5 with corners aligned: samples at 0, 0.5, 1, 1.5, 2.
+  np.testing.assert_allclose(interpolation_matrix(3, 5, True), [
+      [1, 0, 0], [0.5, 0.5, 0], [0, 1, 0], [0, 0.5, 0.5], [0, 0, 1]])
+
+
+def test_resize_align_corners_matches_numpy_bilinear():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)
+  out_h, out_w = 17, 25  # (5 - 1) * 4 + 1 and (7 - 1) * 4 + 1: DeepLab's k * stride + 1.
+  got = np.asarray(resize_bilinear(jnp.asarray(x), (out_h, out_w), align_corners=True))
+  want = np.zeros((2, out_h, out_w, 3))
+  for i in range(out_h):
+    for j in range(out_w):
+      y, xx = i * (5 - 1) / (out_h - 1), j * (7 - 1) / (out_w - 1)
+      y0, x0 = min(int(y), 3), min(int(xx), 5)
+      dy, dx = y - y0, xx - x0
+      want[:, i, j] = ((1 - dy) * (1 - dx) * x[:, y0, x0] + (1 - dy) * dx * x[:, y0, x0 + 1] +
+                       dy * (1 - dx) * x[:, y0 + 1, x0] + dy * dx * x[:, y0 + 1, x0 + 1])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # Corners map onto corners, and every 4th output pixel is an input pixel.
+  np.testing.assert_allclose(got[:, ::4, ::4], x, rtol=1e-6, atol=1e-6)
+
+
+def test_resize_half_pixel_matches_jax_image_when_upsampling():
+  x = jax.random.normal(jax.random.key(0), (1, 6, 9, 2))
+  got = resize_bilinear(x, (13, 20), align_corners=False)
+  want = jax.image.resize(x, (1, 13, 20, 2), 'bilinear')
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,72 @@
+"""End to end on the embedded dataset: train, evaluate, log, checkpoint, and resume."""
+
+import glob
+import os
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from conftest import tiny_shapes_config
+from deeplab_jax import checkpointing
+from deeplab_jax import train
+
+
+def event_steps(path: str) -> dict[str, set[int]]:
+  """{tag: steps written} of one TensorBoard event file."""
+  steps = {}
+  for event in tf.compat.v1.train.summary_iterator(path):
+    for value in event.summary.value:
+      steps.setdefault(value.tag, set()).add(event.step)
+  return steps
+
+
+def test_train_evaluate_then_resume(shapes_dir, tmp_path, monkeypatch):
+  config = tiny_shapes_config(shapes_dir)
+  workdir = str(tmp_path / 'work')
+  state = train.train_and_evaluate(config, workdir)
+  assert int(state.step) == 4
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+  assert os.path.exists(os.path.join(workdir, 'config.json'))
+  [first_events] = glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
+  steps = event_steps(first_events)
+  for tag in ('train/loss', 'train/learning_rate', 'steps_per_sec'):
+    assert steps[tag] == {2, 4}, tag
+  for tag in ('eval/mean_iou', 'eval/pixel_accuracy', 'eval/iou/background', 'eval/iou/circle',
+              'eval/iou/square', 'eval/iou/triangle', 'eval/image_label_prediction'):
+    assert steps[tag] == {2, 4}, tag
+
+  # Restart with more steps: it must continue from step 4 with the saved optimizer state.
+  restored = []
+  restore_latest = checkpointing.restore_latest
+
+  def remember_restored(*args):  # The train step donates (deletes) the state it is given.
+    result = restore_latest(*args)
+    restored.append(jax.device_get(result))
+    return result
+
+  monkeypatch.setattr(checkpointing, 'restore_latest', remember_restored)
+  config.num_train_steps = 6
+  resumed = train.train_and_evaluate(config, workdir)
+  [(restored_state, restored_step)] = restored
+  assert restored_step == 4
+  saved = jax.device_get(state)
+  momentum = jax.tree.leaves(saved.opt_state)
+  assert any(np.abs(leaf).max() > 0 for leaf in momentum)
+  for name in ('params', 'batch_stats', 'opt_state', 'step'):
+    jax.tree.map(np.testing.assert_array_equal, getattr(restored_state, name),
+                 getattr(saved, name))
+  assert int(resumed.step) == 6
+  second_events = (set(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))) -
+                   {first_events}).pop()
+  assert event_steps(second_events)['train/loss'] == {6}  # Steps 1-4 were not run again.
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4', '6']
+
+
+def test_stop_request_saves_and_stops(shapes_dir, tmp_path, monkeypatch):
+  config = tiny_shapes_config(shapes_dir)
+  config.checkpoint_every_steps = 100
+  monkeypatch.setattr(checkpointing.StopRequest, '__call__', lambda self, step: step == 3)
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 3
+  assert os.listdir(tmp_path / 'checkpoints') == ['3']

@@ -1,0 +1,101 @@
+"""The jitted, sharded train step: 4 devices equal 1 device, bf16, one compilation, decay mask."""
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+import numpy as np
+
+from deeplab_jax import defaults
+from deeplab_jax import sharding
+from deeplab_jax import train
+from deeplab_jax.models import create_model
+
+
+def tiny_config(dtype='float32'):
+  config = defaults.get_config()
+  config.crop_size = (33, 41)
+  config.batch_size = 8
+  config.num_train_steps, config.learning_rate, config.warmup_steps = 100, 0.05, 0
+  config.model.backbone, config.model.multi_grid, config.model.width = 'resnet18', (1, 2), 0.125
+  config.model.aspp_features = config.model.decoder_features = 16
+  config.model.low_level_features = 8
+  config.model.atrous_rates = (1, 2, 3)
+  config.model.num_classes = 5
+  config.model.dropout_rate = 0.0
+  config.model.dtype = dtype
+  return config
+
+
+def random_batch(config, seed=0):
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, config.model.num_classes, (config.batch_size, *config.crop_size))
+  labels[rng.random(labels.shape) < 0.2] = config.ignore_label
+  return {'image': rng.normal(size=(config.batch_size, *config.crop_size, 3)).astype(np.float32),
+          'label': labels.astype(np.int32)}
+
+
+def run_steps(config, devices, num_steps=2):
+  mesh = sharding.create_mesh(devices)
+  model = create_model(config.model)
+  state = train.create_train_state(config, model, mesh, jax.random.key(0))
+  step = train.jit_train_step(train.make_train_step(config), mesh)
+  for index in range(num_steps):
+    batch = sharding.shard_batch(random_batch(config, index), mesh)
+    assert batch['image'].sharding.spec == P('data')
+    state, metrics = step(state, batch)
+  assert jax.tree.leaves(state.params)[0].sharding.is_fully_replicated
+  return jax.device_get((state, metrics))
+
+
+def test_four_devices_equal_one_device():
+  assert len(jax.devices()) == 4
+  config = tiny_config()
+  state_1, metrics_1 = run_steps(config, jax.devices()[:1])
+  state_4, metrics_4 = run_steps(config, jax.devices())
+  np.testing.assert_allclose(metrics_4['loss'], metrics_1['loss'], rtol=1e-5)
+  # BatchNorm statistics are those of the global batch, not of each device's quarter of it.
+  for name in ('params', 'batch_stats', 'opt_state'):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 getattr(state_4, name), getattr(state_1, name))
+  assert int(state_4.step) == 2
+
+
+def test_bfloat16_compute_float32_state():
+  state_32, metrics_32 = run_steps(tiny_config('float32'), jax.devices(), num_steps=1)
+  state_16, metrics_16 = run_steps(tiny_config('bfloat16'), jax.devices(), num_steps=1)
+  for tree in (state_16.params, state_16.batch_stats, state_16.opt_state):
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(tree)
+               if np.issubdtype(leaf.dtype, np.floating))
+  assert metrics_16['loss'].dtype == np.float32
+  np.testing.assert_allclose(metrics_16['loss'], metrics_32['loss'], rtol=0.05)
+
+
+def test_train_step_compiles_once():
+  config = tiny_config()
+  traces = []
+  step_fn = train.make_train_step(config)
+
+  def counted(state, batch):
+    traces.append(1)
+    return step_fn(state, batch)
+
+  mesh = sharding.create_mesh()
+  state = train.create_train_state(config, create_model(config.model), mesh, jax.random.key(0))
+  step = train.jit_train_step(counted, mesh)
+  for index in range(3):
+    state, _ = step(state, sharding.shard_batch(random_batch(config, index), mesh))
+  assert len(traces) == 1
+
+
+def test_weight_decay_only_on_kernels():
+  config = tiny_config()
+  config.weight_decay, config.momentum = 0.5, 0.0
+  params = {'conv': {'kernel': jnp.ones((3, 3)), 'bias': jnp.ones(3)},
+            'bn': {'scale': jnp.ones(3), 'bias': jnp.ones(3)}}
+  tx = train.create_optimizer(config)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  lr = config.learning_rate * (1 - 0 / config.num_train_steps)
+  np.testing.assert_allclose(updates['conv']['kernel'], -lr * 0.5 * np.ones((3, 3)), rtol=1e-6)
+  for leaf in (updates['conv']['bias'], updates['bn']['scale'], updates['bn']['bias']):
+    np.testing.assert_array_equal(leaf, 0)
