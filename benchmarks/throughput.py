@@ -62,7 +62,7 @@ def main(argv):
     config.crop_size = size
   mesh = sharding.create_mesh()
   model = create_model(config.model)
-  state = train.create_train_state(config, model, mesh, jax.random.key(0))
+  state = train.create_train_state(config, model, mesh, seed=0)
   rng = np.random.default_rng(0)
   batch = sharding.shard_batch({
       'image': rng.normal(size=(batch_size, *size, 3)).astype(np.float32),

@@ -1,6 +1,8 @@
 """DeepLab v3+ on PASCAL VOC 2012: the official recipe (ResNet-101, output stride 16).
 
 Trains on train_aug (VOC train + SBD, 10,582 images) and evaluates on VOC val (1,449 images).
+Start from ImageNet weights, as the recipe does: convert torchvision's ResNet-101 (see the
+README) and pass --config.init_from=DIR; the backbone is restored, the heads start fresh.
 """
 
 from deeplab_jax import defaults
@@ -15,6 +17,9 @@ def get_config():
   config.eval_crop_size = (513, 513)  # VOC images are at most 500 x 500.
   config.min_scale, config.max_scale = 0.5, 2.0
   config.flip = True
+  # torchvision's ImageNet normalisation, which its pretrained backbones expect.
+  config.mean_rgb = (123.675, 116.28, 103.53)
+  config.std_rgb = (58.395, 57.12, 57.375)
 
   model = config.model
   model.architecture = 'deeplabv3plus'
@@ -31,4 +36,5 @@ def get_config():
   config.lr_power = 0.9
   config.momentum = 0.9
   config.weight_decay = 1e-4
+  config.init_from = None  # A converted ImageNet ResNet-101, e.g. /tmp/resnet101_imagenet.
   return config

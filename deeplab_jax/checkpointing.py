@@ -1,5 +1,6 @@
 """Orbax checkpoints of the train state: async saves, restore onto the current shardings,
-and a save when the job is told to stop (SIGTERM on a preempted TPU VM, or Ctrl-C).
+and a save when the job is told to stop (SIGTERM on a preempted TPU VM, or Ctrl-C). Also the
+stand-alone model variables that converted or pretrained weights are kept as.
 
 All Orbax calls live here, so a move to Orbax's v1 API touches this file only.
 """
@@ -10,7 +11,9 @@ import threading
 from typing import Any
 
 from absl import logging
+from etils import epath
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -70,3 +73,21 @@ class StopRequest:
     if self._handles_signals:
       signal.signal(signal.SIGTERM, signal.SIG_DFL)
       signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def save_variables(directory: str, variables: Any) -> None:
+  """Writes model variables ({'params': ..., 'batch_stats': ...}) to <directory>/variables."""
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(epath.Path(directory).absolute() / 'variables', variables)
+  checkpointer.wait_until_finished()
+
+
+def load_variables(directory: str) -> Any:
+  """The variables `save_variables` wrote, as numpy arrays on the host (any mesh can use them)."""
+  path = epath.Path(directory) / 'variables'
+  if not path.is_dir():
+    raise FileNotFoundError(f'{directory} holds no model variables (expected {path}); write '
+                            'them with `python -m deeplab_jax.convert`')
+  checkpointer = ocp.StandardCheckpointer()
+  shapes = checkpointer.metadata(path).item_metadata.tree
+  return checkpointer.restore(path, jax.tree.map(lambda x: np.empty(x.shape, x.dtype), shapes))

@@ -40,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
   model.dropout_rate = 0.1  # After the ASPP projection.
   model.low_level_features = 48  # v3+ decoder: low-level projection and 3x3 conv widths.
   model.decoder_features = 256
+  model.head_features = 0  # > 0: a 3x3 conv before the classifier (torchvision: 256).
+  model.aux_head_features = 0  # > 0: torchvision's auxiliary FCN head on stage3 (256).
   model.align_corners = True  # Bilinear upsampling convention (TF DeepLab: True).
   model.bn_momentum = 0.9997
   model.bn_epsilon = 1e-5
@@ -55,6 +57,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.momentum = 0.9
   config.weight_decay = 1e-4
   config.ignore_label = 255
+  config.aux_loss_weight = 0.5  # Weight of the auxiliary head's loss, when the model has one.
+  # A directory written by `python -m deeplab_jax.convert` (or any Orbax checkpoint of model
+  # variables) to start from when the workdir has no checkpoint yet. Matching parameters are
+  # restored; a classifier of another class count, and whatever it lacks, keep their init.
+  config.init_from = ml_collections.config_dict.placeholder(str)
 
   # Evaluation, logging and checkpoints.
   config.eval_batch_size = 8

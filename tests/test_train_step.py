@@ -37,7 +37,7 @@ def random_batch(config, seed=0):
 def run_steps(config, devices, num_steps=2):
   mesh = sharding.create_mesh(devices)
   model = create_model(config.model)
-  state = train.create_train_state(config, model, mesh, jax.random.key(0))
+  state = train.create_train_state(config, model, mesh, seed=0)
   step = train.jit_train_step(train.make_train_step(config), mesh)
   for index in range(num_steps):
     batch = sharding.shard_batch(random_batch(config, index), mesh)
@@ -80,7 +80,7 @@ def test_train_step_compiles_once():
     return step_fn(state, batch)
 
   mesh = sharding.create_mesh()
-  state = train.create_train_state(config, create_model(config.model), mesh, jax.random.key(0))
+  state = train.create_train_state(config, create_model(config.model), mesh, seed=0)
   step = train.jit_train_step(counted, mesh)
   for index in range(3):
     state, _ = step(state, sharding.shard_batch(random_batch(config, index), mesh))

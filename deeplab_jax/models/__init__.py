@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from deeplab_jax.models.aspp import ASPP
+from deeplab_jax.models.backbone import Backbone
 from deeplab_jax.models.decoder import Decoder
-from deeplab_jax.models.deeplab import DeepLab
+from deeplab_jax.models.deeplab import AuxiliaryHead, DeepLab
 from deeplab_jax.models.layers import AtrousConv, ConvBN, resize_bilinear
 from deeplab_jax.models.resnet import ResNet
 
@@ -44,6 +45,7 @@ def create_model(config: ml_collections.ConfigDict) -> DeepLab:
                                 features=config.decoder_features,
                                 align_corners=config.align_corners)
   return DeepLab(num_classes=config.num_classes, backbone=create_backbone(config), aspp=aspp,
-                 decoder=decoder, align_corners=config.align_corners,
+                 decoder=decoder, head_features=config.head_features,
+                 aux_head_features=config.aux_head_features, align_corners=config.align_corners,
                  bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
                  dtype=DTYPES[config.dtype])

@@ -6,7 +6,27 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeplab_jax.models.layers import AtrousConv, ModuleDef, batch_norm, resize_bilinear
+from deeplab_jax.models.layers import AtrousConv, ConvBN, ModuleDef, batch_norm, resize_bilinear
+
+
+def classifier(num_classes: int, dtype: Any, name: str) -> AtrousConv:
+  """The final 1x1 convolution to class logits, with bias."""
+  return AtrousConv(num_classes, 1, use_bias=True, dtype=dtype,
+                    kernel_init=nn.initializers.normal(0.01), name=name)
+
+
+class AuxiliaryHead(nn.Module):
+  """torchvision's FCNHead: 3x3 conv + BN + ReLU, dropout 0.1, 1x1 classifier."""
+  num_classes: int
+  features: int = 256
+  norm: ModuleDef = nn.BatchNorm
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = ConvBN(self.features, 3, norm=self.norm, dtype=self.dtype, name='conv')(x)
+    x = nn.Dropout(0.1, deterministic=not train)(x)
+    return classifier(self.num_classes, self.dtype, 'classifier')(x)
 
 
 class DeepLab(nn.Module):
@@ -14,12 +34,18 @@ class DeepLab(nn.Module):
 
   backbone, aspp and decoder are module factories (e.g. `functools.partial(ResNet, depth=50)`)
   that receive the BatchNorm factory and compute dtype here; decoder=None gives DeepLab v3.
+  head_features > 0 adds a 3x3 conv before the classifier (torchvision's DeepLabHead).
+  aux_head_features > 0 adds torchvision's auxiliary head on `aux_feature`; its logits, at the
+  input resolution, are sown into the 'intermediates' collection as 'aux_logits'.
   """
   num_classes: int
   backbone: ModuleDef
   aspp: ModuleDef
   decoder: ModuleDef | None = None
+  head_features: int = 0
+  aux_head_features: int = 0
   low_level_feature: str = 'stage1'
+  aux_feature: str = 'stage3'
   final_feature: str = 'stage4'
   align_corners: bool = True
   bn_momentum: float = 0.9997
@@ -30,10 +56,17 @@ class DeepLab(nn.Module):
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
     parts = dict(norm=batch_norm(train, self.bn_momentum, self.bn_epsilon, self.dtype),
                  dtype=self.dtype)
+    size = images.shape[1:3]
     features = self.backbone(**parts, name='backbone')(images)
     x = self.aspp(**parts, name='aspp')(features[self.final_feature], train)
     if self.decoder is not None:
       x = self.decoder(**parts, name='decoder')(x, features[self.low_level_feature])
-    logits = AtrousConv(self.num_classes, 1, use_bias=True, dtype=self.dtype,
-                        kernel_init=nn.initializers.normal(0.01), name='classifier')(x)
-    return resize_bilinear(logits, images.shape[1:3], self.align_corners)
+    if self.head_features:
+      x = ConvBN(self.head_features, 3, **parts, name='head')(x)
+    logits = classifier(self.num_classes, self.dtype, 'classifier')(x)
+    if self.aux_head_features:
+      aux_logits = AuxiliaryHead(self.num_classes, self.aux_head_features, **parts,
+                                 name='aux_head')(features[self.aux_feature], train)
+      self.sow('intermediates', 'aux_logits',
+               resize_bilinear(aux_logits, size, self.align_corners))
+    return resize_bilinear(logits, size, self.align_corners)

@@ -89,7 +89,8 @@ class ResNet(nn.Module):
   """ResNet v1 returning named features: 'stem' (stride 2), 'stage1' (4) ... 'stage4'.
 
   stem='standard' is one 7x7 stride-2 convolution; stem='beta' is three 3x3 convolutions
-  (64, 64, 128 channels), DeepLab's resnet_v1_beta. width scales every channel count.
+  (64, 64, 128 channels), DeepLab's resnet_v1_beta. width scales every channel count. With
+  num_classes, an ImageNet-style classifier (global average pool, dense) adds 'logits'.
   """
   depth: int = 50
   stem: str = 'standard'
@@ -97,6 +98,7 @@ class ResNet(nn.Module):
   multi_grid: Sequence[int] | None = None
   keep_rate_in_first_unit: bool = False
   width: float = 1.0
+  num_classes: int | None = None
   norm: ModuleDef = nn.BatchNorm
   dtype: Any = None
 
@@ -125,4 +127,7 @@ class ResNet(nn.Module):
         x = block(channels(64 * 2**index), stride if unit == 0 else 1, rate, norm=self.norm,
                   dtype=self.dtype, name=f'stage{index + 1}_unit{unit + 1}')(x)
       features[f'stage{index + 1}'] = x
+    if self.num_classes:
+      features['logits'] = nn.Dense(self.num_classes, dtype=self.dtype, name='logits')(
+          x.mean(axis=(1, 2)))
     return features

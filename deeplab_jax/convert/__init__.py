@@ -1,0 +1,1 @@
+"""Weight import from other frameworks: `python -m deeplab_jax.convert torchvision ...`."""

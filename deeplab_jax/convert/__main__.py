@@ -1,0 +1,74 @@
+"""Converts another framework's weights into variables our configs start from.
+
+  python -m deeplab_jax.convert torchvision --arch resnet101 --input resnet101.pth \
+      --output /tmp/resnet101_imagenet
+  python -m deeplab_jax.main --config=configs/voc.py --workdir=... \
+      --config.init_from=/tmp/resnet101_imagenet
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from absl import logging
+import jax
+
+from deeplab_jax import checkpointing
+from deeplab_jax.convert import torchvision
+
+
+def load_torch_state_dict(path: str) -> dict:
+  """A state dict from a `.pth` file: tensors only (`weights_only=True`), never pickled code."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise SystemExit("Reading .pth files needs PyTorch: pip install -e '.[torch]'") from None
+  if not os.path.isfile(path):
+    raise SystemExit(f'--input: no such file: {path}')
+  state = torch.load(path, map_location='cpu', weights_only=True)
+  if not isinstance(state, dict):
+    raise SystemExit(f'--input: {path} holds a {type(state).__name__}, not a state dict')
+  # torchvision's reference training scripts save {'model': state_dict, 'optimizer': ...}.
+  return state['model'] if isinstance(state.get('model'), dict) else state
+
+
+def convert_torchvision(args: argparse.Namespace) -> None:
+  if os.path.exists(os.path.join(args.output, 'variables')):
+    raise SystemExit(f'--output: {args.output} already holds converted variables; remove it or '
+                     'choose another directory')
+  state_dict = load_torch_state_dict(args.input)
+  try:
+    model, variables = torchvision.convert(state_dict, args.arch, args.num_classes)
+  except ValueError as error:
+    raise SystemExit(f'{args.input}: {error}') from None
+  checkpointing.save_variables(args.output, variables)
+  # What the variables are, and for DeepLabV3 the config.model that reproduces torchvision's.
+  description = {'source': 'torchvision', 'arch': args.arch, 'input': os.path.abspath(args.input)}
+  if not args.arch.startswith('resnet'):
+    description['model'] = torchvision.model_config(
+        args.arch, model.num_classes, bool(model.aux_head_features)).to_dict()
+  with open(os.path.join(args.output, 'model.json'), 'w') as file:
+    json.dump(description, file, indent=2)
+  count = sum(x.size for x in jax.tree.leaves(variables['params']))
+  print(f'Wrote {args.arch} ({count:,} parameters) to {args.output}; start a run from it with '
+        f'--config.init_from={args.output}')
+
+
+def main(argv: list[str]) -> None:
+  parser = argparse.ArgumentParser(prog='python -m deeplab_jax.convert', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sources = parser.add_subparsers(dest='source', required=True)
+  tv = sources.add_parser('torchvision', help='torchvision ResNet or DeepLabV3 weights (.pth)')
+  tv.add_argument('--arch', required=True, choices=torchvision.ARCHS)
+  tv.add_argument('--input', required=True, help='the .pth file (a state_dict)')
+  tv.add_argument('--output', required=True, help='directory to write the variables to')
+  tv.add_argument('--num_classes', type=int, default=None,
+                  help="checked against the state dict's (default: take it from there)")
+  args = parser.parse_args(argv)
+  logging.set_verbosity(logging.WARNING)
+  convert_torchvision(args)
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

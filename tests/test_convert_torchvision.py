@@ -1,0 +1,187 @@
+"""torchvision models with random weights, saved as .pth, converted, and run side by side: our
+logits and backbone features must match torchvision's, and so must the parameter counts."""
+
+import functools
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from deeplab_jax import checkpointing
+from deeplab_jax.convert import __main__ as convert_main
+from deeplab_jax.convert import torchvision as tv_convert
+from deeplab_jax.models import create_model
+from deeplab_jax.models.resnet import atrous_schedule
+
+
+def randomize_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
+  """Random BatchNorm statistics and affine parameters, so eval mode is not the identity."""
+  generator = torch.Generator().manual_seed(1)
+  with torch.no_grad():
+    for module in model.modules():
+      if isinstance(module, torch.nn.BatchNorm2d):
+        shape = module.running_mean.shape
+        module.running_mean.copy_(0.2 * torch.randn(shape, generator=generator))
+        module.running_var.copy_(0.5 + 1.5 * torch.rand(shape, generator=generator))
+        module.weight.copy_(0.5 + torch.rand(shape, generator=generator))
+        module.bias.copy_(0.2 * torch.randn(shape, generator=generator))
+  return model.eval()
+
+
+def torchvision_model(arch: str, aux_loss: bool = False) -> torch.nn.Module:
+  torch.manual_seed(0)
+  if arch.startswith('resnet'):
+    model = getattr(torchvision.models, arch)(weights=None)
+  else:
+    model = getattr(torchvision.models.segmentation, arch)(
+        weights=None, weights_backbone=None, num_classes=21, aux_loss=aux_loss)
+  return randomize_batch_norm(model)
+
+
+def convert_via_file(model: torch.nn.Module, arch: str, tmp_path):
+  """Saves the state dict as a .pth and converts what the CLI's loader reads back."""
+  path = tmp_path / f'{arch}.pth'
+  torch.save(model.state_dict(), path)
+  return tv_convert.convert(convert_main.load_torch_state_dict(str(path)), arch)
+
+
+def nhwc(tensor: torch.Tensor) -> np.ndarray:
+  return tensor.detach().numpy().transpose(0, 2, 3, 1)
+
+
+def assert_close(ours, reference, name):
+  ours, reference = np.asarray(ours), np.asarray(reference)
+  assert ours.shape == reference.shape, name
+  error, scale = np.abs(ours - reference).max(), np.abs(reference).max()
+  assert error <= 1e-4 * scale, f'{name}: max |difference| {error} vs max |value| {scale}'
+
+
+def assert_logits_agree(ours, reference, name):
+  assert_close(ours, reference, name)
+  agreement = np.mean(np.argmax(ours, -1) == np.argmax(reference, -1))
+  assert agreement >= 0.999, f'{name}: argmax agrees on {agreement:.4%} of pixels'
+
+
+def count(params) -> int:
+  return sum(x.size for x in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize('arch,aux_loss', [('deeplabv3_resnet50', False),
+                                           ('deeplabv3_resnet101', True)])
+def test_deeplabv3_matches_torchvision(arch, aux_loss, tmp_path):
+  reference = torchvision_model(arch, aux_loss)
+  model, variables = convert_via_file(reference, arch, tmp_path)
+  assert count(variables['params']) == sum(p.numel() for p in reference.parameters())
+
+  images = torch.randn(2, 3, 61, 83)  # Non-square, not a multiple of the output stride.
+  with torch.no_grad():
+    expected = reference(images)
+  expected_features = torchvision_resnet_features(reference.backbone, images)
+  logits, state = model.apply(
+      variables, nhwc(images), train=False, mutable=['intermediates'],
+      capture_intermediates=lambda module, _: module.name == 'backbone')
+  assert_logits_agree(logits, nhwc(expected['out']), 'logits')
+  (features,) = state['intermediates']['backbone']['__call__']
+  assert set(features) == set(expected_features)
+  for name, value in expected_features.items():
+    assert_close(features[name], nhwc(value), name)
+  if aux_loss:
+    (aux_logits,) = state['intermediates']['aux_logits']
+    assert_logits_agree(aux_logits, nhwc(expected['aux']), 'aux logits')
+  else:
+    assert 'aux_logits' not in state['intermediates']
+
+
+def torchvision_resnet_features(resnet, images) -> dict[str, torch.Tensor]:
+  """The features our ResNet returns, from torchvision's ResNet (or segmentation backbone)."""
+  with torch.no_grad():
+    x = resnet.relu(resnet.bn1(resnet.conv1(images)))
+    features = {'stem': x}
+    x = resnet.maxpool(x)
+    for index in range(1, 5):
+      x = features[f'stage{index}'] = getattr(resnet, f'layer{index}')(x)
+  return features
+
+
+@pytest.mark.parametrize('arch', ['resnet50', 'resnet101'])
+def test_resnet_matches_torchvision(arch, tmp_path):
+  reference = torchvision_model(arch)
+  model, variables = convert_via_file(reference, arch, tmp_path)
+  assert count(variables['params']) == sum(p.numel() for p in reference.parameters())
+
+  images = torch.randn(2, 3, 64, 96)
+  expected = torchvision_resnet_features(reference, images)
+  with torch.no_grad():
+    expected_logits = reference(images).numpy()
+  ours = model.apply(variables, nhwc(images), train=False)
+  assert set(ours) == set(expected) | {'logits'}
+  for name, value in expected.items():
+    assert_close(ours[name], nhwc(value), name)
+  assert_close(ours['logits'], expected_logits, 'logits')
+
+
+@pytest.mark.parametrize('arch,torchvision_count', [
+    ('deeplabv3_resnet50', 39_638_869), ('deeplabv3_resnet101', 58_630_997)])
+def test_parameter_counts_without_aux_head(arch, torchvision_count):
+  model = tv_convert.create_torchvision_model(arch, num_classes=21)
+  shapes = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, 65, 65, 3)), train=False))
+  assert count(shapes['params']) == torchvision_count
+  assert count(shapes['params']) == sum(
+      p.numel() for p in torchvision_model(arch).parameters())
+
+
+def test_dilation_policy_is_torchvisions():
+  # torchvision's layer3 and layer4 at output stride 8: the first block keeps the rate before.
+  reference = torchvision_model('deeplabv3_resnet50').backbone
+  torch_rates = [[block.conv2.dilation[0] for block in getattr(reference, f'layer{i}')]
+                 for i in range(1, 5)]
+  torch_strides = [getattr(reference, f'layer{i}')[0].conv2.stride[0] for i in range(1, 5)]
+  config = tv_convert.model_config('deeplabv3_resnet50', 21)
+  schedule = atrous_schedule((3, 4, 6, 3), config.output_stride, config.multi_grid,
+                             config.keep_rate_in_first_unit)
+  assert [list(rates) for _, rates in schedule] == torch_rates
+  assert [stride for stride, _ in schedule] == torch_strides
+
+
+def test_wrong_state_dicts_are_named():
+  state_dict = torchvision_model('resnet50').state_dict()
+  with pytest.raises(ValueError, match="no 'classifier.4.weight'"):
+    tv_convert.convert(state_dict, 'deeplabv3_resnet50')
+  with pytest.raises(ValueError, match='num_classes=10, but the state dict has 1000'):
+    tv_convert.convert(state_dict, 'resnet50', num_classes=10)
+  state_dict['layer1.0.conv1.weight'] = state_dict['layer1.0.conv1.weight'][:32]
+  with pytest.raises(ValueError, match=r'layer1\.0\.conv1\.weight: shape \(1, 1, 64, 32\)'):
+    tv_convert.convert(state_dict, 'resnet50')
+
+
+def test_command_line_writes_loadable_variables(tmp_path):
+  reference = torchvision_model('deeplabv3_resnet50', aux_loss=True)
+  torch.save(reference.state_dict(), tmp_path / 'model.pth')
+  output = tmp_path / 'converted'
+  command = [sys.executable, '-m', 'deeplab_jax.convert', 'torchvision', '--arch',
+             'deeplabv3_resnet50', '--input', str(tmp_path / 'model.pth'), '--output', str(output)]
+  result = subprocess.run(command, capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr
+  assert '42,004,074 parameters' in result.stdout
+  again = subprocess.run(command, capture_output=True, text=True, check=False)
+  assert again.returncode != 0 and 'already holds converted variables' in again.stderr
+  loaded = checkpointing.load_variables(str(output))
+  expected = reference.state_dict()
+  np.testing.assert_array_equal(
+      loaded['params']['classifier']['bias'], expected['classifier.4.bias'].numpy())
+  np.testing.assert_array_equal(
+      loaded['batch_stats']['aux_head']['conv']['bn']['var'],
+      expected['aux_classifier.1.running_var'].numpy())
+  # model.json's config rebuilds the same architecture.
+  config = ml_collections.ConfigDict(json.loads((output / 'model.json').read_text())['model'])
+  shapes = jax.eval_shape(functools.partial(
+      create_model(config).init, jax.random.key(0), jnp.zeros((1, 65, 65, 3)), train=False))
+  assert jax.tree.map(np.shape, shapes['params']) == jax.tree.map(np.shape, loaded['params'])
