@@ -15,6 +15,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset = 'voc2012'
   # TFDS data directory; unset means TFDS's default (~/tensorflow_datasets).
   config.data_dir = ml_collections.config_dict.placeholder(str)
+  # Where downloaded archives are looked for first; unset: <data_dir>/downloads/manual.
+  config.manual_dir = ml_collections.config_dict.placeholder(str)
+  # dataset='folder': your own images and label PNGs (see deeplab_jax/data/datasets/folder.py).
+  config.folder = folder = ml_collections.ConfigDict()
+  folder.root = ml_collections.config_dict.placeholder(str)
+  folder.class_names = ()  # Empty: class_0 .. class_{model.num_classes - 1}.
+  folder.ignore_value = 255  # The label value that marks unlabelled pixels in your PNGs.
+  folder.palette = ()  # [(r, g, b), ...] per class; empty: the PASCAL palette.
   config.train_split = 'train_aug'
   config.eval_split = 'validation'
   config.crop_size = (513, 513)  # k * output_stride + 1, as in the official recipes.

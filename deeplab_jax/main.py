@@ -51,7 +51,7 @@ def main(argv):
                jax.process_count(), jax.local_devices())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except datasets.DatasetUnavailableError as error:
+  except (datasets.DatasetUnavailableError, datasets.DataError) as error:
     raise SystemExit(f'deeplab_jax: {error}') from None
 
 

@@ -139,12 +139,12 @@ def write_eval(writer: metric_writers.MetricWriter, step: int, summary: dict[str
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state."""
-  info = datasets.get(config.dataset)
+  info = datasets.get(config.dataset, config)
   check_config(config, info)
   mesh = sharding.create_mesh()
   logging.info('Mesh: %s over %d devices (%d processes)', dict(mesh.shape), jax.device_count(),
                jax.process_count())
-  builder = datasets.prepare_builder(info, config.data_dir)
+  builder = datasets.prepare_builder(info, config.data_dir, config.manual_dir)
 
   os.makedirs(workdir, exist_ok=True)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)

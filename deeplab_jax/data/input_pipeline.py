@@ -30,11 +30,18 @@ def local_batch_size(global_batch_size: int, process_count: int, key: str) -> in
 
 
 def _decode(example: dict, info: DatasetInfo, config: ml_collections.ConfigDict):
+  """(float32 image, int32 label of class ids or the ignore value), the label map applied."""
   image = tf.cast(example[info.image_key], tf.float32)
   label = tf.cast(example[info.label_key], tf.int32)
+  if info.label_map is not None:
+    label = info.label_map(label, config.ignore_label)
   label = preprocessing.check_labels(label, info.num_classes, config.ignore_label,
-                                     example.get('file_name', tf.constant('<unnamed>')))
+                                     _name(example, info))
   return image, label
+
+
+def _name(example: dict, info: DatasetInfo) -> tf.Tensor:
+  return example.get(info.name_key, tf.constant('<unnamed>'))
 
 
 def create_train_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
@@ -101,7 +108,7 @@ def create_eval_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
                        f'config.eval_crop_size={crop_size}')
     fits = tf.reduce_all(tf.shape(image)[:2] <= crop_size)
     check = tf.debugging.Assert(fits, [
-        'Evaluation image', example.get('file_name', '<unnamed>'), 'of size', tf.shape(image)[:2],
+        'Evaluation image', _name(example, info), 'of size', tf.shape(image)[:2],
         'is larger than config.eval_crop_size', crop_size])
     with tf.control_dependencies([check]):
       image, label = preprocessing.pad_to_size(image, label, crop_size, config.mean_rgb,

@@ -1,0 +1,161 @@
+"""Your own images and label PNGs as a TFDS dataset (`segmentation_folder`), with no code.
+
+Two layouts are understood (an image and its label share a file stem):
+
+    root/images/*.jpg|png  root/labels/*.png  [root/splits/<split>.txt: one stem a line]
+    root/<split>/images/*  root/<split>/labels/*.png     (e.g. train/ and val/)
+
+With the first layout and no splits/ folder, everything is the split 'train'. Labels are
+single-channel PNGs of class ids, or palette PNGs whose palette indices are the class ids; one
+value (`ignore_value`) may mark unlabelled pixels. Every file is checked while the dataset is
+built, and a bad one is an error naming it: nothing is skipped silently.
+"""
+
+import dataclasses
+import hashlib
+import os
+import re
+
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from deeplab_jax.data.datasets.errors import DataError
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
+
+
+def _files_by_stem(directory: str, suffixes: tuple[str, ...]) -> dict[str, str]:
+  files = {}
+  for name in sorted(os.listdir(directory)):
+    stem, suffix = os.path.splitext(name)
+    if suffix.lower() in suffixes:
+      if stem in files:
+        raise DataError(f'{directory}: two files with the stem {stem!r}: '
+                          f'{os.path.basename(files[stem])} and {name}')
+      files[stem] = os.path.join(directory, name)
+  return files
+
+
+def _pairs(images_dir: str, labels_dir: str) -> dict[str, tuple[str, str]]:
+  """stem -> (image path, label path); an image without a label, or the reverse, is an error."""
+  images = _files_by_stem(images_dir, IMAGE_SUFFIXES)
+  labels = _files_by_stem(labels_dir, ('.png',))
+  for missing, present, kind in ((labels, images, 'label'), (images, labels, 'image')):
+    lonely = sorted(set(present) - set(missing))
+    if lonely:
+      raise DataError(f'{len(lonely)} file(s) without a matching {kind}, e.g. '
+                        f'{present[lonely[0]]}')
+  return {stem: (images[stem], labels[stem]) for stem in images}
+
+
+def find_splits(root: str) -> dict[str, dict[str, tuple[str, str]]]:
+  """split -> {stem: (image path, label path)} for either layout (see the module docstring)."""
+  if os.path.isdir(os.path.join(root, 'images')):
+    pairs = _pairs(os.path.join(root, 'images'), os.path.join(root, 'labels'))
+    splits_dir = os.path.join(root, 'splits')
+    if not os.path.isdir(splits_dir):
+      return {'train': pairs}
+    splits = {}
+    for name in sorted(os.listdir(splits_dir)):
+      if name.endswith('.txt'):
+        path = os.path.join(splits_dir, name)
+        with open(path) as file:
+          stems = [line.strip() for line in file if line.strip()]
+        unknown = [stem for stem in stems if stem not in pairs]
+        if unknown:
+          raise DataError(f'{path} lists {len(unknown)} stem(s) with no image, e.g. '
+                            f'{unknown[0]!r}')
+        splits[name.removesuffix('.txt')] = {stem: pairs[stem] for stem in stems}
+    return splits
+  splits = {name: _pairs(os.path.join(root, name, 'images'), os.path.join(root, name, 'labels'))
+            for name in sorted(os.listdir(root))
+            if os.path.isdir(os.path.join(root, name, 'images'))}
+  if not splits:
+    raise DataError(f'{root} holds neither images/ and labels/ nor <split>/images/ and '
+                      '<split>/labels/ folders')
+  return splits
+
+
+def _open(path: str) -> Image.Image:
+  try:
+    image = Image.open(path)
+    image.load()  # Decodes it all: a truncated file fails here.
+    return image
+  except OSError as error:
+    raise DataError(f'{path}: unreadable image ({error})') from None
+
+
+def read_example(image_path: str, label_path: str, num_classes: int,
+                 ignore_value: int) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 RGB image, uint8 [H, W, 1] label), checked; an error names the file at fault."""
+  image = np.asarray(_open(image_path).convert('RGB'))
+  label_image = _open(label_path)
+  if label_image.mode not in ('L', 'P'):
+    raise DataError(f'{label_path}: labels must be single-channel or palette PNGs of class '
+                      f'ids, this one is {label_image.mode}')
+  label = np.asarray(label_image)
+  if label.shape != image.shape[:2]:
+    raise DataError(f'{label_path}: label is {label.shape[1]}x{label.shape[0]} but its image '
+                      f'{image_path} is {image.shape[1]}x{image.shape[0]}')
+  values = np.unique(label)
+  bad = values[(values >= num_classes) & (values != ignore_value)]
+  if bad.size:
+    raise DataError(f'{label_path}: label value(s) {bad.tolist()} are neither a class id '
+                      f'(0..{num_classes - 1}) nor the ignore value {ignore_value}')
+  return image, label[..., None]
+
+
+@dataclasses.dataclass(eq=False)
+class FolderConfig(tfds.core.BuilderConfig):
+  """One folder; the name carries a fingerprint of its files, so new data gets rebuilt."""
+  root: str = ''
+  num_classes: int = 0
+  ignore_value: int = 255
+
+  @classmethod
+  def create(cls, root: str, num_classes: int, ignore_value: int) -> 'FolderConfig':
+    root = os.path.abspath(os.path.expanduser(root))
+    if not os.path.isdir(root):
+      raise DataError(f'config.folder.root: {root} is not a directory')
+    digest = hashlib.sha256(f'{root}|{num_classes}|{ignore_value}'.encode())
+    for directory, subdirs, files in os.walk(root):
+      subdirs.sort()
+      for name in sorted(files):
+        stat = os.stat(os.path.join(directory, name))
+        digest.update(f'{directory}/{name}|{stat.st_size}|{stat.st_mtime_ns}'.encode())
+    base = re.sub(r'[^a-z0-9_]', '_', os.path.basename(root).lower()) or 'folder'
+    return cls(name=f'{base}_{digest.hexdigest()[:12]}', root=root, num_classes=num_classes,
+               ignore_value=ignore_value, description=f'Images and labels from {root}.')
+
+
+class SegmentationFolder(tfds.core.GeneratorBasedBuilder):
+  """A folder of images and label PNGs (built with a `FolderConfig`)."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'First release.'}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        description=__doc__,
+        features=tfds.features.FeaturesDict({
+            # PNG keeps the pixels exactly as decoded from the user's files.
+            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='png'),
+            'segmentation_mask': tfds.features.Image(shape=(None, None, 1),
+                                                     encoding_format='png'),
+            'file_name': tfds.features.Text(),
+        }),
+        supervised_keys=('image', 'segmentation_mask'))
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    del dl_manager  # The files are on this machine.
+    return {name: self._generate_examples(pairs)
+            for name, pairs in find_splits(self.builder_config.root).items()}
+
+  def _generate_examples(self, pairs: dict[str, tuple[str, str]]):
+    config = self.builder_config
+    for stem, (image_path, label_path) in pairs.items():
+      image, label = read_example(image_path, label_path, config.num_classes,
+                                  config.ignore_value)
+      yield stem, {'image': image, 'segmentation_mask': label,
+                   'file_name': os.path.relpath(image_path, config.root)}
