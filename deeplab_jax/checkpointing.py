@@ -25,15 +25,20 @@ def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
                                options=options)
 
 
-def restore_latest(manager: ocp.CheckpointManager, state: Any) -> tuple[Any, int]:
-  """(restored state, its step) from the latest checkpoint, or (state, 0) when there is none.
+def restore_latest(manager: ocp.CheckpointManager, state: Any,
+                   step: int | None = None) -> tuple[Any, int]:
+  """(restored state, its step) from checkpoint `step` (default: the latest), or (state, 0)
+  when there is none.
 
   `state` (arrays or `jax.ShapeDtypeStruct`s) gives the structure, dtypes and the shardings to
   restore onto, so a checkpoint written on one mesh loads on another.
   """
-  step = manager.latest_step()
+  step = manager.latest_step() if step is None else step
   if step is None:
     return state, 0
+  if step not in manager.all_steps():
+    raise ValueError(f'No checkpoint of step {step} in {manager.directory}; there are '
+                     f'{sorted(manager.all_steps())}')
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   logging.info('Restoring checkpoint of step %d from %s', step, manager.directory)
   return manager.restore(step, args=ocp.args.StandardRestore(target)), step

@@ -5,6 +5,10 @@ Override any field on the command line: `--config.batch_size=8 --config.model.ou
 
 import ml_collections
 
+# torchvision's ImageNet normalisation (on 0..255 pixels), which its pretrained backbones expect.
+IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+
 
 def get_config() -> ml_collections.ConfigDict:
   """The defaults: DeepLab v3+ on ResNet-101, the official PASCAL VOC training recipe."""
@@ -72,6 +76,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.init_from = ml_collections.config_dict.placeholder(str)
 
   # Evaluation, logging and checkpoints.
+  config.eval = ml_collections.ConfigDict()
+  config.eval.scales = (1.0,)  # Multi-scale inference, e.g. (0.5, 0.75, 1.0, 1.25, 1.5, 1.75).
+  config.eval.flip = False  # Also average the prediction of the mirrored image.
+  config.eval.window_size = ml_collections.config_dict.placeholder(tuple)  # Sliding windows.
+  config.eval.window_stride = ml_collections.config_dict.placeholder(tuple)
+  config.eval.checkpoint_step = ml_collections.config_dict.placeholder(int)  # --mode=eval.
   config.eval_batch_size = 8
   config.eval_every_steps = 2_000
   config.num_eval_images = 4  # Colour-coded predictions written to TensorBoard at each eval.

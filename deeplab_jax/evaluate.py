@@ -1,24 +1,37 @@
 """Evaluation: a confusion matrix summed on device over a whole split, and its summary."""
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from deeplab_jax import inference
 from deeplab_jax import metrics
 from deeplab_jax import sharding
 
 
-def make_eval_step(apply_fn: Callable, num_classes: int, ignore_label: int) -> Callable:
+def inference_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The keyword arguments of `inference.predict_probabilities` that `config.eval` asks for."""
+  return dict(scales=tuple(config.eval.scales), flip=config.eval.flip,
+              window_size=config.eval.window_size, window_stride=config.eval.window_stride,
+              align_corners=config.model.align_corners)
+
+
+def make_eval_step(apply_fn: Callable, num_classes: int, ignore_label: int,
+                   **options) -> Callable:
   """eval_step(variables, batch) -> ([C, C] confusion matrix, [B, H, W] predictions).
 
-  Padding examples (batch['mask'] False) and ignored pixels are left out of the matrix.
+  `options` (scales, flip, sliding windows) go to `inference.predict_probabilities`. Padding
+  examples (batch['mask'] False) and ignored pixels are left out of the matrix.
   """
 
   def eval_step(variables, batch):
-    logits = apply_fn(variables, batch['image'], train=False)
-    predictions = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits_fn = lambda images: apply_fn(variables, images, train=False)
+    probabilities = inference.predict_probabilities(logits_fn, batch['image'], **options)
+    predictions = jnp.argmax(probabilities, axis=-1).astype(jnp.int32)
     labels = jnp.where(batch['mask'][:, None, None], batch['label'], ignore_label)
     return metrics.confusion_matrix(labels, predictions, num_classes, ignore_label), predictions
 

@@ -1,6 +1,7 @@
 """Training: the train state, a pure `train_step`, and `train_and_evaluate`, the whole loop."""
 
 from collections.abc import Callable
+import json
 import os
 import time
 from typing import Any
@@ -137,15 +138,57 @@ def write_eval(writer: metric_writers.MetricWriter, step: int, summary: dict[str
 # ---------------------------------------------------------------------------------------------
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state."""
+def prepare(config: ml_collections.ConfigDict):
+  """(dataset info, its prepared TFDS builder, the device mesh), after checking the config."""
   info = datasets.get(config.dataset, config)
   check_config(config, info)
   mesh = sharding.create_mesh()
   logging.info('Mesh: %s over %d devices (%d processes)', dict(mesh.shape), jax.device_count(),
                jax.process_count())
-  builder = datasets.prepare_builder(info, config.data_dir, config.manual_dir)
+  return info, datasets.prepare_builder(info, config.data_dir, config.manual_dir), mesh
 
+
+def create_eval_step(config: ml_collections.ConfigDict, model, info: datasets.DatasetInfo,
+                     mesh: jax.sharding.Mesh) -> Callable:
+  """The jitted eval step with the inference options (scales, flip, windows) of config.eval."""
+  eval_step = evaluate.make_eval_step(model.apply, info.num_classes, config.ignore_label,
+                                      **evaluate.inference_options(config))
+  return evaluate.jit_eval_step(eval_step, mesh)
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Evaluates checkpoint `config.eval.checkpoint_step` (default: the latest) of `workdir`.
+
+  Writes the summary to TensorBoard under <workdir>/eval and to <workdir>/eval/<step>.json.
+  """
+  info, builder, mesh = prepare(config)
+  model = create_model(config.model)
+  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
+  if manager.latest_step() is None:
+    raise ValueError(f'{workdir} holds no checkpoint to evaluate')
+  state, step = checkpointing.restore_latest(
+      manager, create_train_state(config, model, mesh, config.seed), config.eval.checkpoint_step)
+  eval_ds, num_batches = input_pipeline.create_eval_dataset(config, info, builder)
+  logging.info('Evaluating step %d: %d batches of %d on split %r', step, num_batches,
+               config.eval_batch_size, config.eval_split)
+  matrix, samples = evaluate.evaluate(
+      create_eval_step(config, model, info, mesh),
+      {'params': state.params, 'batch_stats': state.batch_stats},
+      input_pipeline.as_numpy(eval_ds), mesh, config.num_eval_images)
+  summary = evaluate.summarize(matrix, info.class_names)
+  eval_dir = os.path.join(workdir, 'eval')
+  writer = metric_writers.create_default_writer(eval_dir, just_logging=jax.process_index() > 0)
+  write_eval(writer, step, summary, samples, config, info)
+  writer.flush()
+  if jax.process_index() == 0:
+    with open(os.path.join(eval_dir, f'{step}.json'), 'w') as file:
+      json.dump({'step': step, 'split': config.eval_split, **summary}, file, indent=2)
+  return summary
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state."""
+  info, builder, mesh = prepare(config)
   os.makedirs(workdir, exist_ok=True)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
@@ -178,8 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   compile_start = time.perf_counter()
   train_step = jit_train_step(make_train_step(config), mesh).lower(state, batch).compile()
   logging.info('Compiled the train step in %.1f s', time.perf_counter() - compile_start)
-  eval_step = evaluate.jit_eval_step(
-      evaluate.make_eval_step(model.apply, info.num_classes, config.ignore_label), mesh)
+  eval_step = create_eval_step(config, model, info, mesh)
 
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=config.num_train_steps, writer=writer, every_steps=config.log_every_steps,

@@ -102,13 +102,13 @@ def _read_label(path: epath.Path, image_size: tuple[int, int]) -> np.ndarray:
     raise DataError(f'ADE20K label {path} cannot be read: {error}') from error
   if label.ndim != 2 or label.dtype != np.uint8:
     raise DataError(f'ADE20K label {path} is not a single-channel 8-bit PNG '
-                     f'(shape {label.shape}, {label.dtype})')
+                    f'(shape {label.shape}, {label.dtype})')
   if label.shape != image_size:
     raise DataError(f'ADE20K label {path} is {label.shape[0]}x{label.shape[1]} but its image '
-                     f'is {image_size[0]}x{image_size[1]}')
+                    f'is {image_size[0]}x{image_size[1]}')
   if label.max() > len(CLASS_NAMES):
     raise DataError(f'ADE20K label {path} holds the value {label.max()}; stored labels are '
-                     f'0..{len(CLASS_NAMES)}')
+                    f'0..{len(CLASS_NAMES)}')
   return label[..., None]
 
 
@@ -152,10 +152,10 @@ class Ade20kSegmentation(tfds.core.GeneratorBasedBuilder):
       raise DataError(f'ADE20K: no images in {image_dir}')
     if unlabelled := sorted(images.keys() - labels.keys()):
       raise DataError(f'ADE20K image {images[unlabelled[0]]} has no label '
-                       f'{label_dir / unlabelled[0]}.png')
+                      f'{label_dir / unlabelled[0]}.png')
     if orphans := sorted(labels.keys() - images.keys()):
       raise DataError(f'ADE20K label {labels[orphans[0]]} has no image '
-                       f'{image_dir / orphans[0]}.jpg')
+                      f'{image_dir / orphans[0]}.jpg')
     for stem in sorted(images):
       image, size = _read_image(images[stem])
       yield stem, {'image': image, 'segmentation_mask': _read_label(labels[stem], size),

@@ -97,7 +97,7 @@ def read_label(path: epath.Path) -> np.ndarray:
     image = Image.open(file)
     if image.mode not in ('P', 'L'):
       raise DataError(f'{path}: labels must be palette or single-channel PNGs of class ids, '
-                       f'this one is {image.mode}')
+                      f'this one is {image.mode}')
     return np.asarray(image)
 
 
@@ -108,12 +108,12 @@ def checked_label(image_path: epath.Path, label_path: epath.Path) -> np.ndarray:
     width, height = Image.open(file).size  # Reads the header only.
   if label.shape != (height, width):
     raise DataError(f'{label_path}: label is {label.shape} but its image {image_path} is '
-                     f'{(height, width)}')
+                    f'{(height, width)}')
   values = np.unique(label)
   bad = values[((values < 0) | (values >= len(CLASS_NAMES))) & (values != IGNORE_VALUE)]
   if bad.size:
     raise DataError(f'{label_path}: label value(s) {bad.tolist()} are neither a class id '
-                     f'(0..{len(CLASS_NAMES) - 1}) nor the ignore value {IGNORE_VALUE}')
+                    f'(0..{len(CLASS_NAMES) - 1}) nor the ignore value {IGNORE_VALUE}')
   return label.astype(np.uint8)[..., None]
 
 

@@ -1,0 +1,81 @@
+"""Inference beyond one forward pass: multi-scale and flipped inputs, and sliding windows.
+
+As in the official DeepLab, each scale's logits are resized back to the input size, turned into
+softmax probabilities, and the probabilities of all scales and flips are averaged. Windows tile
+an image larger than `window_size` with `window_stride`; overlapping logits are averaged.
+Every shape is static, so the whole thing compiles into one XLA program.
+"""
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from deeplab_jax.models.layers import resize_bilinear
+
+LogitsFn = Callable[[jax.Array], jax.Array]  # NHWC images -> NHWC logits, same size.
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+  """Start offsets of windows of `window` pixels every `stride` covering `size` pixels."""
+  if size <= window:
+    return [0]
+  starts = list(range(0, size - window, stride))
+  return starts + [size - window]  # The last window ends at the border.
+
+
+def sliding_window_logits(logits_fn: LogitsFn, images: jax.Array, window_size: Sequence[int],
+                          window_stride: Sequence[int]) -> jax.Array:
+  """Logits of `images` from overlapping windows, averaged where they overlap.
+
+  Images smaller than the window along an axis are seen whole along it. All windows go through
+  `logits_fn` as one batch.
+  """
+  batch, height, width, _ = images.shape
+  window_h, window_w = min(window_size[0], height), min(window_size[1], width)
+  positions = [(top, left)
+               for top in window_starts(height, window_h, window_stride[0])
+               for left in window_starts(width, window_w, window_stride[1])]
+  if len(positions) == 1:
+    return logits_fn(images)
+  crops = jnp.concatenate(
+      [images[:, top:top + window_h, left:left + window_w] for top, left in positions])
+  crop_logits = logits_fn(crops).astype(jnp.float32)
+  num_classes = crop_logits.shape[-1]
+  total = jnp.zeros((batch, height, width, num_classes), jnp.float32)
+  count = jnp.zeros((1, height, width, 1), jnp.float32)
+  for index, (top, left) in enumerate(positions):
+    window_logits = crop_logits[index * batch:(index + 1) * batch]
+    total = total.at[:, top:top + window_h, left:left + window_w].add(window_logits)
+    count = count.at[:, top:top + window_h, left:left + window_w].add(1.0)
+  return total / count
+
+
+def predict_probabilities(logits_fn: LogitsFn, images: jax.Array, *,
+                          scales: Sequence[float] = (1.0,), flip: bool = False,
+                          window_size: Sequence[int] | None = None,
+                          window_stride: Sequence[int] | None = None,
+                          align_corners: bool = True) -> jax.Array:
+  """[B, H, W, C] class probabilities averaged over `scales` and (with `flip`) mirror images.
+
+  Each scale resizes the images bilinearly, runs `logits_fn` (through sliding windows when
+  `window_size` is given), and resizes the logits back to H x W before the softmax.
+  """
+  size = images.shape[1:3]
+  if window_size is not None:
+    stride = window_stride or window_size
+    run = lambda x: sliding_window_logits(logits_fn, x, window_size, stride)
+  else:
+    run = logits_fn
+  total = 0.0
+  for scale in scales:
+    scaled_size = tuple(max(1, round(side * scale)) for side in size)
+    scaled = resize_bilinear(images, scaled_size, align_corners)
+    views = [(scaled, False)] + ([(scaled[:, :, ::-1], True)] if flip else [])
+    for view, flipped in views:
+      logits = run(view).astype(jnp.float32)
+      if flipped:
+        logits = logits[:, :, ::-1]
+      logits = resize_bilinear(logits, size, align_corners)
+      total = total + jax.nn.softmax(logits, axis=-1)
+  return total / (len(scales) * (2 if flip else 1))

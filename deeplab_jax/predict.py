@@ -1,0 +1,134 @@
+"""Segments image files with a trained checkpoint: a label PNG and a colour overlay per image.
+
+  python -m deeplab_jax.predict --config=configs/shapes.py --workdir=/tmp/deeplab_shapes \
+      --input=photos/ --output=/tmp/masks
+
+--input is an image file, a folder or a glob. Each image gives <stem>.png (a palette PNG of class
+ids in the dataset's colours, the image's size) and <stem>_overlay.jpg. An unreadable file is
+reported by name and the rest are still processed; the exit status then is 1.
+"""
+
+import glob
+import math
+import os
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+from PIL import Image
+
+from deeplab_jax import checkpointing
+from deeplab_jax import evaluate
+from deeplab_jax import inference
+from deeplab_jax import sharding
+from deeplab_jax import train
+from deeplab_jax.data import datasets
+from deeplab_jax.models import create_model
+from deeplab_jax.visualize import colorize
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'The recipe the checkpoint was trained with.',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'The training workdir holding checkpoints/.')
+flags.DEFINE_string('input', None, 'An image file, a folder of images, or a glob.')
+flags.DEFINE_string('output', None, 'Folder for the label PNGs and overlays.')
+flags.mark_flags_as_required(['config', 'workdir', 'input', 'output'])
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+SIZE_STEP = 32  # Images are padded up to k * 32 + 1 pixels: few shapes, few compilations.
+
+
+def input_files(pattern: str) -> list[str]:
+  """The image files `pattern` names: a file, the images of a folder, or a glob's matches."""
+  if os.path.isdir(pattern):
+    return sorted(os.path.join(pattern, name) for name in os.listdir(pattern)
+                  if name.lower().endswith(IMAGE_SUFFIXES))
+  return sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+
+
+def padded_size(size: int) -> int:
+  return math.ceil((size - 1) / SIZE_STEP) * SIZE_STEP + 1
+
+
+def make_predict_fn(config, model):
+  """predict(variables, normalised [1, H, W, 3] image) -> [1, H, W] int32 class ids."""
+  options = evaluate.inference_options(config)
+
+  def predict(variables, image):
+    logits_fn = lambda x: model.apply(variables, x, train=False)
+    probabilities = inference.predict_probabilities(logits_fn, image, **options)
+    return jnp.argmax(probabilities, axis=-1).astype(jnp.int32)
+
+  return jax.jit(predict)
+
+
+def segment(predict_fn, variables, image: np.ndarray, config) -> np.ndarray:
+  """[H, W] class ids of a uint8 RGB image, padded with the mean pixel as in evaluation."""
+  height, width = image.shape[:2]
+  normalised = (image.astype(np.float32) - config.mean_rgb) / config.std_rgb
+  padded = np.zeros((1, padded_size(height), padded_size(width), 3), np.float32)
+  padded[0, :height, :width] = normalised  # Zero is the mean pixel once normalised.
+  return np.asarray(predict_fn(variables, padded))[0, :height, :width]
+
+
+def save_outputs(image: np.ndarray, label: np.ndarray, palette: np.ndarray, stem: str,
+                 output: str) -> None:
+  mask = Image.fromarray(label.astype(np.uint8), mode='L').convert('P')
+  mask.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())
+  mask.frombytes(label.astype(np.uint8).tobytes())  # Palette indices are the class ids.
+  mask.save(os.path.join(output, f'{stem}.png'))
+  overlay = (0.5 * image + 0.5 * colorize(label, palette)).astype(np.uint8)
+  Image.fromarray(overlay).save(os.path.join(output, f'{stem}_overlay.jpg'), quality=95)
+
+
+def predict_files(config, workdir: str, files: list[str], output: str) -> list[str]:
+  """Segments `files` into `output`; returns the files that could not be read."""
+  info = datasets.get(config.dataset, config)
+  model = create_model(config.model)
+  mesh = sharding.create_mesh()
+  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
+  if manager.latest_step() is None:
+    raise ValueError(f'{workdir} holds no checkpoint')
+  state, step = checkpointing.restore_latest(
+      manager, train.create_train_state(config, model, mesh, config.seed),
+      config.eval.checkpoint_step)
+  variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+  predict_fn = make_predict_fn(config, model)
+  os.makedirs(output, exist_ok=True)
+  logging.info('Segmenting %d images with the checkpoint of step %d', len(files), step)
+  failed, start = [], time.perf_counter()
+  for index, path in enumerate(files, 1):
+    try:
+      with Image.open(path) as file:
+        image = np.asarray(file.convert('RGB'))
+    except (OSError, SyntaxError) as error:
+      logging.error('Cannot read %s: %s', path, error)
+      failed.append(path)
+      continue
+    label = segment(predict_fn, variables, image, config)
+    save_outputs(image, label, info.palette, os.path.splitext(os.path.basename(path))[0], output)
+    elapsed = time.perf_counter() - start
+    logging.info('[%d/%d] %s (%.2f images/s)', index, len(files), path, index / elapsed)
+  return failed
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  files = input_files(FLAGS.input)
+  if not files:
+    raise SystemExit(f'--input: no image files in {FLAGS.input}')
+  failed = predict_files(FLAGS.config, FLAGS.workdir, files, FLAGS.output)
+  if failed:
+    raise SystemExit(f'{len(failed)} of {len(files)} file(s) could not be read: '
+                     f'{", ".join(failed)}')
+  print(f'Wrote {len(files)} label PNGs and overlays to {FLAGS.output}')
+
+
+if __name__ == '__main__':
+  app.run(main)

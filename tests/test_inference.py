@@ -1,0 +1,105 @@
+"""Multi-scale, flip and sliding-window inference against cases whose answers are known."""
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+from deeplab_jax import inference
+
+NUM_CLASSES = 4
+
+
+def conv_model(kernel):
+  """A fully convolutional stand-in: one 'SAME' convolution, NHWC -> NHWC logits."""
+  return lambda x: lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
+                                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def random_kernel(size, seed=0):
+  return jax.random.normal(jax.random.key(seed), (size, size, 3, NUM_CLASSES))
+
+
+def images(shape=(2, 23, 31, 3), seed=1):
+  return jax.random.normal(jax.random.key(seed), shape)
+
+
+def test_window_starts():
+  assert inference.window_starts(10, 10, 5) == [0]
+  assert inference.window_starts(8, 10, 5) == [0]
+  assert inference.window_starts(20, 10, 5) == [0, 5, 10]
+  assert inference.window_starts(23, 10, 6) == [0, 6, 12, 13]
+
+
+def test_single_scale_without_flip_is_plain_inference():
+  model, x = conv_model(random_kernel(3)), images()
+  np.testing.assert_allclose(inference.predict_probabilities(model, x),
+                             jax.nn.softmax(model(x), axis=-1), rtol=1e-6, atol=1e-7)
+
+
+def test_flip_of_a_symmetric_image_with_a_mirror_symmetric_model_is_plain_inference():
+  kernel = random_kernel(3)
+  kernel = (kernel + kernel[:, ::-1]) / 2  # The model commutes with horizontal flips.
+  model, x = conv_model(kernel), images()
+  x = (x + x[:, :, ::-1]) / 2
+  np.testing.assert_allclose(inference.predict_probabilities(model, x, flip=True),
+                             jax.nn.softmax(model(x), axis=-1), rtol=1e-5, atol=1e-6)
+
+
+def test_flip_averages_the_mirrored_prediction():
+  model, x = conv_model(random_kernel(3)), images()
+  mirrored = model(x[:, :, ::-1])[:, :, ::-1]
+  want = (jax.nn.softmax(model(x), -1) + jax.nn.softmax(mirrored, -1)) / 2
+  np.testing.assert_allclose(inference.predict_probabilities(model, x, flip=True), want,
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_a_window_holding_the_whole_image_is_plain_inference():
+  model, x = conv_model(random_kernel(3)), images()
+  np.testing.assert_array_equal(
+      inference.sliding_window_logits(model, x, (33, 33), (16, 16)), model(x))
+
+
+def test_sliding_window_equals_whole_image_away_from_window_borders():
+  radius = 2  # A 5x5 kernel reads 2 pixels beyond each output pixel.
+  model, x = conv_model(random_kernel(2 * radius + 1)), images((1, 40, 53, 3))
+  window, stride = (17, 21), (9, 11)
+  logits = inference.sliding_window_logits(model, x, window, stride)
+  # A pixel within `radius` of a window edge that is inside the image sees that window's zero
+  # padding instead of the image; every other pixel must equal whole-image inference.
+  affected = np.zeros(x.shape[1:3], bool)
+  for top in inference.window_starts(40, window[0], stride[0]):
+    for left in inference.window_starts(53, window[1], stride[1]):
+      bottom, right = top + window[0], left + window[1]
+      if top > 0:
+        affected[top:top + radius, left:right] = True
+      if bottom < 40:
+        affected[bottom - radius:bottom, left:right] = True
+      if left > 0:
+        affected[top:bottom, left:left + radius] = True
+      if right < 53:
+        affected[top:bottom, right - radius:right] = True
+  assert (~affected).sum() > 0.3 * affected.size
+  np.testing.assert_allclose(np.asarray(logits)[0][~affected], np.asarray(model(x))[0][~affected],
+                             rtol=1e-5, atol=1e-5)
+  assert not np.allclose(np.asarray(logits)[0][affected], np.asarray(model(x))[0][affected])
+
+
+def test_windows_compose_with_scales_and_flip():
+  # A per-pixel model sees the same thing through any window: windows change nothing.
+  model, x = conv_model(random_kernel(1)), images()
+  options = dict(scales=(0.75, 1.0, 1.5), flip=True)
+  np.testing.assert_allclose(
+      inference.predict_probabilities(model, x, window_size=(9, 13), window_stride=(5, 7),
+                                      **options),
+      inference.predict_probabilities(model, x, **options), rtol=1e-5, atol=1e-6)
+
+
+def test_multi_scale_averages_probabilities_of_each_scale():
+  model, x = conv_model(random_kernel(1)), images()
+  both = inference.predict_probabilities(model, x, scales=(0.5, 1.0))
+  half = inference.predict_probabilities(model, x, scales=(0.5,))
+  whole = inference.predict_probabilities(model, x, scales=(1.0,))
+  np.testing.assert_allclose(both, (half + whole) / 2, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(jnp.sum(both, -1), 1.0, rtol=1e-5)
+  assert not np.allclose(half, whole)
