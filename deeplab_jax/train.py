@@ -121,16 +121,22 @@ def check_config(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) 
       raise ValueError(f'config.{key}={config[key]} must be (height, width)')
 
 
-def write_eval(writer: metric_writers.MetricWriter, step: int, summary: dict[str, float],
+def write_eval(writer: metric_writers.MetricWriter, step: int, matrix: np.ndarray,
                samples: dict[str, np.ndarray], config: ml_collections.ConfigDict,
-               info: datasets.DatasetInfo) -> None:
+               info: datasets.DatasetInfo) -> dict[str, float]:
+  """Writes the scores, prediction panels, class legend and confusion matrix; returns scores."""
+  summary = evaluate.summarize(matrix, info.class_names)
   writer.write_scalars(step, {f'eval/{key}': value for key, value in summary.items()})
+  images = {'eval/confusion_matrix': visualize.confusion_image(matrix)[None],
+            'eval/legend': visualize.legend(info.class_names, info.palette)[None]}
   if samples:
-    images = np.asarray(samples['image']) * config.std_rgb + config.mean_rgb
-    panels = visualize.prediction_panels(np.clip(images, 0, 255), samples['label'],
-                                         samples['prediction'], info.palette, config.ignore_label)
-    writer.write_images(step, {'eval/image_label_prediction': panels})
+    pixels = np.asarray(samples['image']) * config.std_rgb + config.mean_rgb
+    images['eval/image_label_prediction'] = visualize.prediction_panels(
+        np.clip(pixels, 0, 255), samples['label'], samples['prediction'], info.palette,
+        config.ignore_label)
+  writer.write_images(step, images)
   logging.info('Evaluation at step %d:\n%s', step, evaluate.format_table(summary))
+  return summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,10 +181,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
       create_eval_step(config, model, info, mesh),
       {'params': state.params, 'batch_stats': state.batch_stats},
       input_pipeline.as_numpy(eval_ds), mesh, config.num_eval_images)
-  summary = evaluate.summarize(matrix, info.class_names)
   eval_dir = os.path.join(workdir, 'eval')
   writer = metric_writers.create_default_writer(eval_dir, just_logging=jax.process_index() > 0)
-  write_eval(writer, step, summary, samples, config, info)
+  summary = write_eval(writer, step, matrix, samples, config, info)
   writer.flush()
   if jax.process_index() == 0:
     with open(os.path.join(eval_dir, f'{step}.json'), 'w') as file:
@@ -249,8 +254,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           matrix, samples = evaluate.evaluate(eval_step, variables,
                                               input_pipeline.as_numpy(eval_ds), mesh,
                                               config.num_eval_images)
-          write_eval(writer, step, evaluate.summarize(matrix, info.class_names), samples,
-                     config, info)
+          write_eval(writer, step, matrix, samples, config, info)
 
       stopping = stop_request(step)
       if step % config.checkpoint_every_steps == 0 or is_last or stopping:

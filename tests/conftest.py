@@ -3,6 +3,8 @@
 import importlib.util
 import pathlib
 
+# torchvision first: importing it after TensorFlow crashes (a segfault in triton's import).
+import torchvision  # pylint: disable=unused-import
 import jax
 
 jax.config.update('jax_num_cpu_devices', 4)
@@ -44,3 +46,14 @@ def shapes_dir(tmp_path_factory) -> str:
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   datasets.prepare_builder(datasets.get('shapes'), data_dir)
   return data_dir
+
+
+@pytest.fixture(scope='session')
+def tiny_checkpoint(shapes_dir, tmp_path_factory):
+  """(config, workdir) of the tiny shapes model trained for one step, checkpoint included."""
+  from deeplab_jax import train  # pylint: disable=g-import-not-at-top
+  config = tiny_shapes_config(shapes_dir)
+  config.num_train_steps = 1
+  workdir = str(tmp_path_factory.mktemp('tiny_checkpoint'))
+  train.train_and_evaluate(config, workdir)
+  return config, workdir

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 from conftest import load_config
 from deeplab_jax.data import datasets
 from deeplab_jax.data import input_pipeline
+from deeplab_jax.data.datasets import downloads
 
 # trainId of each labelId 0..33, from cityscapesScripts' labels.py (255: not trained on). The
 # license plate (id -1) is never drawn into the labelIds PNGs, so they hold only 0..33.
@@ -257,9 +258,15 @@ def test_ade20k_is_downloaded_without_the_archive_in_the_manual_dir(tmp_path, mo
     urls.append(url)
     return dl_manager.extract(archive)
 
+  monkeypatch.setattr(downloads, 'check_reachable', lambda url: None)
   monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract',
                       download_and_extract)
   builder = datasets.prepare_builder(datasets.get('ade20k'), str(tmp_path / 'tfds'),
                                      str(tmp_path / 'empty_manual_dir'))
   assert urls == ['http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip']
   assert builder.info.splits['train'].num_examples == 3
+
+
+def test_an_unreachable_host_fails_at_once():
+  with pytest.raises(ConnectionError, match='cannot reach no-such-host.invalid'):
+    downloads.check_reachable('http://no-such-host.invalid/archive.zip', timeout=5)

@@ -10,7 +10,6 @@ import numpy as np
 from PIL import Image
 
 from conftest import REPO
-from conftest import tiny_shapes_config
 from deeplab_jax import checkpointing
 from deeplab_jax import predict
 from deeplab_jax import sharding
@@ -31,11 +30,8 @@ def test_input_files(tmp_path):
   assert predict.input_files(str(tmp_path / 'b.jpg')) == [str(tmp_path / 'b.jpg')]
 
 
-def test_predict_command(shapes_dir, tmp_path):
-  config = tiny_shapes_config(shapes_dir)
-  config.num_train_steps = 1
-  workdir = str(tmp_path / 'work')
-  train.train_and_evaluate(config, workdir)
+def test_predict_command(tiny_checkpoint, shapes_dir, tmp_path):
+  config, workdir = tiny_checkpoint
 
   inputs = tmp_path / 'inputs'
   os.makedirs(inputs)

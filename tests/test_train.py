@@ -33,7 +33,8 @@ def test_train_evaluate_then_resume(shapes_dir, tmp_path, monkeypatch):
   for tag in ('train/loss', 'train/learning_rate', 'steps_per_sec'):
     assert steps[tag] == {2, 4}, tag
   for tag in ('eval/mean_iou', 'eval/pixel_accuracy', 'eval/iou/background', 'eval/iou/circle',
-              'eval/iou/square', 'eval/iou/triangle', 'eval/image_label_prediction'):
+              'eval/iou/square', 'eval/iou/triangle', 'eval/image_label_prediction',
+              'eval/confusion_matrix', 'eval/legend'):
     assert steps[tag] == {2, 4}, tag
 
   # Restart with more steps: it must continue from step 4 with the saved optimizer state.

@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from conftest import load_config
 from deeplab_jax import train
 from deeplab_jax.data import datasets
+from deeplab_jax.data.datasets import downloads
 from deeplab_jax.data.datasets import palettes
 from deeplab_jax.data.datasets import voc
 
@@ -133,6 +134,7 @@ def no_download(*args, **kwargs):
 @pytest.fixture(name='offline')
 def fixture_offline(monkeypatch):
   """Any download fails, as on a machine with no network."""
+  monkeypatch.setattr(downloads, 'check_reachable', lambda url: None)
   monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract', no_download)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from deeplab_jax.data.datasets import downloads
 from deeplab_jax.data.datasets.errors import DataError
 
 ARCHIVE = 'ADEChallengeData2016.zip'
@@ -139,7 +140,7 @@ class Ade20kSegmentation(tfds.core.GeneratorBasedBuilder):
     if archive is not None and archive.exists():
       root = dl_manager.extract(archive)
     else:
-      root = dl_manager.download_and_extract(URL)
+      root = downloads.download_and_extract(dl_manager, URL)
     root = root / 'ADEChallengeData2016'
     return {split: self._generate_examples(root / 'images' / folder,
                                            root / 'annotations' / folder)

@@ -14,6 +14,7 @@ from PIL import Image
 import scipy.io
 import tensorflow_datasets as tfds
 
+from deeplab_jax.data.datasets import downloads
 from deeplab_jax.data.datasets.errors import DataError
 
 CLASS_NAMES = (
@@ -49,7 +50,7 @@ def _extract_archives(dl_manager: tfds.download.DownloadManager) -> dict[str, ep
   missing = {name: url for name, url in URLS.items() if name not in in_manual_dir}
   if missing:
     try:
-      extracted.update(dl_manager.download_and_extract(missing))
+      extracted.update(downloads.download_and_extract(dl_manager, missing))
     except Exception as error:  # pylint: disable=broad-except
       raise FileNotFoundError(
           f'{", ".join(missing)} not in the manual dir {manual_dir} and could not be '

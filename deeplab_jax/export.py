@@ -1,0 +1,112 @@
+"""Exports a trained checkpoint for serving: a TF SavedModel (via jax2tf) or a `jax.export` file.
+
+  python -m deeplab_jax.export --config=configs/shapes.py --workdir=/tmp/deeplab_shapes \
+      --format=savedmodel --output=/tmp/deeplab_savedmodel
+
+savedmodel: the `serving_default` signature takes a uint8 RGB image [H, W, 3] of any size and
+returns 'labels' (int32 [H, W]) and 'probabilities' (float32 [H, W, C]). The image is padded with
+the mean pixel to `config.eval_crop_size` (the size the model is compiled for), so it must fit in
+it. stablehlo: a serialized `jax.export.Exported` of the same computation on one float32 image
+padded to `eval_crop_size`, [1, h, w, 3] in 0..255 -> ([1, h, w] labels, [1, h, w, C]
+probabilities); load it with `jax.export.deserialize`.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import tensorflow as tf
+
+from deeplab_jax import checkpointing
+from deeplab_jax import evaluate
+from deeplab_jax import inference
+from deeplab_jax import sharding
+from deeplab_jax import train
+from deeplab_jax.models import create_model
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'The recipe the checkpoint was trained with.',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'The training workdir holding checkpoints/.')
+flags.DEFINE_enum('format', 'savedmodel', ['savedmodel', 'stablehlo'], 'What to write.')
+flags.DEFINE_string('output', None, 'Directory (savedmodel) or file (stablehlo) to write.')
+flags.mark_flags_as_required(['config', 'workdir', 'output'])
+
+
+def restore_variables(config, workdir: str):
+  """(model, variables on the host) of checkpoint config.eval.checkpoint_step or the latest."""
+  model = create_model(config.model)
+  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
+  if manager.latest_step() is None:
+    raise ValueError(f'{workdir} holds no checkpoint')
+  state, step = checkpointing.restore_latest(
+      manager, train.create_train_state(config, model, sharding.create_mesh(), config.seed),
+      config.eval.checkpoint_step)
+  logging.info('Exporting the checkpoint of step %d', step)
+  return model, jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+
+
+def make_serving_fn(config, model, variables):
+  """f(float32 [B, h, w, 3] pixels in 0..255) -> (int32 labels, float32 probabilities)."""
+  options = evaluate.inference_options(config)
+  mean, std = jnp.asarray(config.mean_rgb), jnp.asarray(config.std_rgb)
+
+  def serve(pixels):
+    logits_fn = lambda x: model.apply(variables, x, train=False)
+    probabilities = inference.predict_probabilities(logits_fn, (pixels - mean) / std, **options)
+    return jnp.argmax(probabilities, axis=-1).astype(jnp.int32), probabilities
+
+  return serve
+
+
+def export_stablehlo(config, model, variables, path: str) -> None:
+  serve = make_serving_fn(config, model, variables)
+  spec = jax.ShapeDtypeStruct((1, *config.eval_crop_size, 3), jnp.float32)
+  exported = jax.export.export(jax.jit(serve))(spec)
+  with open(path, 'wb') as file:
+    file.write(exported.serialize())
+
+
+def export_savedmodel(config, model, variables, directory: str) -> None:
+  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+  serve = jax2tf.convert(make_serving_fn(config, model, variables), with_gradient=False)
+  height, width = config.eval_crop_size
+  mean = tf.constant(config.mean_rgb, tf.float32)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name='image')],
+               autograph=False)
+  def serving_default(image):
+    size = tf.shape(image)[:2]
+    fits = tf.debugging.assert_less_equal(
+        size, tf.constant([height, width]),
+        message=f'the image must fit in eval_crop_size {(height, width)}')
+    with tf.control_dependencies([fits]):
+      pixels = tf.cast(image, tf.float32) - mean  # Pad with the mean pixel, as in evaluation.
+    pixels = tf.pad(pixels, [[0, height - size[0]], [0, width - size[1]], [0, 0]]) + mean
+    labels, probabilities = serve(tf.ensure_shape(pixels, [height, width, 3])[None])
+    return {'labels': labels[0, :size[0], :size[1]],
+            'probabilities': probabilities[0, :size[0], :size[1]]}
+
+  module = tf.Module()
+  module.serving_default = serving_default
+  tf.saved_model.save(module, directory, signatures={'serving_default': serving_default})
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  model, variables = restore_variables(FLAGS.config, FLAGS.workdir)
+  if FLAGS.format == 'savedmodel':
+    export_savedmodel(FLAGS.config, model, variables, FLAGS.output)
+  else:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    export_stablehlo(FLAGS.config, model, variables, FLAGS.output)
+  print(f'Wrote the {FLAGS.format} export to {FLAGS.output}')
+
+
+if __name__ == '__main__':
+  app.run(main)
