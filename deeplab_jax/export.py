@@ -29,12 +29,6 @@ from deeplab_jax import train
 from deeplab_jax.models import create_model
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'The recipe the checkpoint was trained with.',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'The training workdir holding checkpoints/.')
-flags.DEFINE_enum('format', 'savedmodel', ['savedmodel', 'stablehlo'], 'What to write.')
-flags.DEFINE_string('output', None, 'Directory (savedmodel) or file (stablehlo) to write.')
-flags.mark_flags_as_required(['config', 'workdir', 'output'])
 
 
 def restore_variables(config, workdir: str):
@@ -108,5 +102,16 @@ def main(argv):
   print(f'Wrote the {FLAGS.format} export to {FLAGS.output}')
 
 
+def define_flags() -> None:
+  """The command line's flags; defined only when run as a program, not on import."""
+  config_flags.DEFINE_config_file('config', None, 'The recipe the checkpoint was trained with.',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'The training workdir holding checkpoints/.')
+  flags.DEFINE_enum('format', 'savedmodel', ['savedmodel', 'stablehlo'], 'What to write.')
+  flags.DEFINE_string('output', None, 'Directory (savedmodel) or file (stablehlo) to write.')
+  flags.mark_flags_as_required(['config', 'workdir', 'output'])
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -32,12 +32,6 @@ from deeplab_jax.models import create_model
 from deeplab_jax.visualize import colorize
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'The recipe the checkpoint was trained with.',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'The training workdir holding checkpoints/.')
-flags.DEFINE_string('input', None, 'An image file, a folder of images, or a glob.')
-flags.DEFINE_string('output', None, 'Folder for the label PNGs and overlays.')
-flags.mark_flags_as_required(['config', 'workdir', 'input', 'output'])
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 SIZE_STEP = 32  # Images are padded up to k * 32 + 1 pixels: few shapes, few compilations.
@@ -130,5 +124,16 @@ def main(argv):
   print(f'Wrote {len(files)} label PNGs and overlays to {FLAGS.output}')
 
 
+def define_flags() -> None:
+  """The command line's flags; defined only when run as a program, not on import."""
+  config_flags.DEFINE_config_file('config', None, 'The recipe the checkpoint was trained with.',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'The training workdir holding checkpoints/.')
+  flags.DEFINE_string('input', None, 'An image file, a folder of images, or a glob.')
+  flags.DEFINE_string('output', None, 'Folder for the label PNGs and overlays.')
+  flags.mark_flags_as_required(['config', 'workdir', 'input', 'output'])
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
