@@ -70,7 +70,7 @@ def test_fine_tuning_to_another_class_count(tmp_path, caplog):
 
   target = tiny_shapes_config(str(tmp_path))
   fresh, mesh = new_state(target, seed=2)
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     state, report = pretrained.initialize_from(fresh, str(tmp_path / 'pretrained'), mesh)
   assert sorted(report.fresh_classifier) == ['params/classifier/bias', 'params/classifier/kernel']
   assert not report.left_at_init and not report.unused
@@ -94,7 +94,7 @@ def test_voc_recipe_starts_its_backbone_from_converted_imagenet_resnet101(tmp_pa
   config = load_config('voc')
   config.crop_size = (33, 33)  # Parameter shapes do not depend on it; init is faster.
   fresh, mesh = new_state(config)
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     state, report = pretrained.initialize_from(fresh, str(tmp_path / 'resnet101'), mesh)
   assert_trees_equal(state.params['backbone'],
                      {k: v for k, v in variables['params']['backbone'].items() if k != 'logits'})
