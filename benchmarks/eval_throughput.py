@@ -14,7 +14,6 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
-from deeplab_jax import checkpointing
 from deeplab_jax import evaluate
 from deeplab_jax import train
 from deeplab_jax.data import input_pipeline
@@ -35,9 +34,7 @@ def main(argv):
   config = FLAGS.config
   info, builder, mesh = train.prepare(config)
   model = create_model(config.model)
-  manager = checkpointing.create_manager(FLAGS.workdir, config.max_checkpoints_to_keep)
-  state, step = checkpointing.restore_latest(
-      manager, train.create_train_state(config, model, mesh, config.seed))
+  state, step = train.restore_checkpoint(config, model, FLAGS.workdir, mesh)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   eval_step = train.create_eval_step(config, model, info, mesh)
   eval_ds, _ = input_pipeline.create_eval_dataset(config, info, builder)

@@ -1,4 +1,4 @@
-"""How closely converted torchvision models match torchvision's outputs, and their speed on this host.
+"""How closely converted torchvision models match torchvision's outputs, and their speed here.
 
   python benchmarks/torchvision_fidelity.py --height=257 --width=385
 

@@ -30,8 +30,7 @@ def make_eval_step(apply_fn: Callable, num_classes: int, ignore_label: int,
 
   def eval_step(variables, batch):
     logits_fn = lambda images: apply_fn(variables, images, train=False)
-    probabilities = inference.predict_probabilities(logits_fn, batch['image'], **options)
-    predictions = jnp.argmax(probabilities, axis=-1).astype(jnp.int32)
+    predictions, _ = inference.predict(logits_fn, batch['image'], **options)
     labels = jnp.where(batch['mask'][:, None, None], batch['label'], ignore_label)
     return metrics.confusion_matrix(labels, predictions, num_classes, ignore_label), predictions
 

@@ -21,7 +21,6 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import tensorflow as tf
 
-from deeplab_jax import checkpointing
 from deeplab_jax import evaluate
 from deeplab_jax import inference
 from deeplab_jax import sharding
@@ -34,12 +33,7 @@ FLAGS = flags.FLAGS
 def restore_variables(config, workdir: str):
   """(model, variables on the host) of checkpoint config.eval.checkpoint_step or the latest."""
   model = create_model(config.model)
-  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
-  if manager.latest_step() is None:
-    raise ValueError(f'{workdir} holds no checkpoint')
-  state, step = checkpointing.restore_latest(
-      manager, train.create_train_state(config, model, sharding.create_mesh(), config.seed),
-      config.eval.checkpoint_step)
+  state, step = train.restore_checkpoint(config, model, workdir, sharding.create_mesh())
   logging.info('Exporting the checkpoint of step %d', step)
   return model, jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
 
@@ -51,8 +45,7 @@ def make_serving_fn(config, model, variables):
 
   def serve(pixels):
     logits_fn = lambda x: model.apply(variables, x, train=False)
-    probabilities = inference.predict_probabilities(logits_fn, (pixels - mean) / std, **options)
-    return jnp.argmax(probabilities, axis=-1).astype(jnp.int32), probabilities
+    return inference.predict(logits_fn, (pixels - mean) / std, **options)
 
   return serve
 

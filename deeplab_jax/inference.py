@@ -79,3 +79,9 @@ def predict_probabilities(logits_fn: LogitsFn, images: jax.Array, *,
       logits = resize_bilinear(logits, size, align_corners)
       total = total + jax.nn.softmax(logits, axis=-1)
   return total / (len(scales) * (2 if flip else 1))
+
+
+def predict(logits_fn: LogitsFn, images: jax.Array, **options) -> tuple[jax.Array, jax.Array]:
+  """(int32 [B, H, W] class ids, [B, H, W, C] probabilities) of `predict_probabilities`."""
+  probabilities = predict_probabilities(logits_fn, images, **options)
+  return jnp.argmax(probabilities, axis=-1).astype(jnp.int32), probabilities

@@ -17,12 +17,10 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 from PIL import Image
 
-from deeplab_jax import checkpointing
 from deeplab_jax import evaluate
 from deeplab_jax import inference
 from deeplab_jax import sharding
@@ -55,8 +53,7 @@ def make_predict_fn(config, model):
 
   def predict(variables, image):
     logits_fn = lambda x: model.apply(variables, x, train=False)
-    probabilities = inference.predict_probabilities(logits_fn, image, **options)
-    return jnp.argmax(probabilities, axis=-1).astype(jnp.int32)
+    return inference.predict(logits_fn, image, **options)[0]
 
   return jax.jit(predict)
 
@@ -84,13 +81,7 @@ def predict_files(config, workdir: str, files: list[str], output: str) -> list[s
   """Segments `files` into `output`; returns the files that could not be read."""
   info = datasets.get(config.dataset, config)
   model = create_model(config.model)
-  mesh = sharding.create_mesh()
-  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
-  if manager.latest_step() is None:
-    raise ValueError(f'{workdir} holds no checkpoint')
-  state, step = checkpointing.restore_latest(
-      manager, train.create_train_state(config, model, mesh, config.seed),
-      config.eval.checkpoint_step)
+  state, step = train.restore_checkpoint(config, model, workdir, sharding.create_mesh())
   variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
   predict_fn = make_predict_fn(config, model)
   os.makedirs(output, exist_ok=True)

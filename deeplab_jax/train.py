@@ -162,6 +162,16 @@ def create_eval_step(config: ml_collections.ConfigDict, model, info: datasets.Da
   return evaluate.jit_eval_step(eval_step, mesh)
 
 
+def restore_checkpoint(config: ml_collections.ConfigDict, model, workdir: str,
+                       mesh: jax.sharding.Mesh) -> tuple[TrainState, int]:
+  """(state, step) of checkpoint `config.eval.checkpoint_step` of `workdir` (default: latest)."""
+  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
+  if manager.latest_step() is None:
+    raise ValueError(f'{workdir} holds no checkpoint')
+  return checkpointing.restore_latest(manager, create_train_state(config, model, mesh, config.seed),
+                                      config.eval.checkpoint_step)
+
+
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Evaluates checkpoint `config.eval.checkpoint_step` (default: the latest) of `workdir`.
 
@@ -169,11 +179,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   """
   info, builder, mesh = prepare(config)
   model = create_model(config.model)
-  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
-  if manager.latest_step() is None:
-    raise ValueError(f'{workdir} holds no checkpoint to evaluate')
-  state, step = checkpointing.restore_latest(
-      manager, create_train_state(config, model, mesh, config.seed), config.eval.checkpoint_step)
+  state, step = restore_checkpoint(config, model, workdir, mesh)
   eval_ds, num_batches = input_pipeline.create_eval_dataset(config, info, builder)
   logging.info('Evaluating step %d: %d batches of %d on split %r', step, num_batches,
                config.eval_batch_size, config.eval_split)

@@ -133,14 +133,7 @@ class Ade20kSegmentation(tfds.core.GeneratorBasedBuilder):
         homepage='http://sceneparsing.csail.mit.edu/')
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    try:
-      archive = dl_manager.manual_dir / ARCHIVE
-    except AssertionError:  # TFDS's answer when the manual directory is missing or empty.
-      archive = None
-    if archive is not None and archive.exists():
-      root = dl_manager.extract(archive)
-    else:
-      root = downloads.download_and_extract(dl_manager, URL)
+    root = downloads.extract_or_download(dl_manager, {ARCHIVE: URL})[ARCHIVE]
     root = root / 'ADEChallengeData2016'
     return {split: self._generate_examples(root / 'images' / folder,
                                            root / 'annotations' / folder)

@@ -1,8 +1,10 @@
-"""Downloads that fail fast: with no network, TFDS's downloader retries for minutes."""
+"""Archives from the manual dir or the network; downloads fail fast, where TFDS's downloader
+would retry for minutes with no network."""
 
 import socket
 import urllib.parse
 
+from etils import epath
 import tensorflow_datasets as tfds
 
 
@@ -16,8 +18,22 @@ def check_reachable(url: str, timeout: float = 10.0) -> None:
     raise ConnectionError(f'cannot reach {parsed.hostname} to download {url} ({error})') from None
 
 
-def download_and_extract(dl_manager: tfds.download.DownloadManager, urls):
-  """`dl_manager.download_and_extract(urls)` (a URL or a dict of them), hosts checked first."""
-  for url in (urls.values() if isinstance(urls, dict) else [urls]):
-    check_reachable(url)
-  return dl_manager.download_and_extract(urls)
+def extract_or_download(dl_manager: tfds.download.DownloadManager,
+                        urls: dict[str, str]) -> dict[str, epath.Path]:
+  """Archive name -> extracted folder: from the manual dir when the archive is there, else
+  downloaded from its URL. An archive that is neither is an error naming file, URL and dir."""
+  # TFDS's public `manual_dir` raises while the folder is missing or empty; we want its path.
+  manual_dir = dl_manager._manual_dir  # pylint: disable=protected-access
+  in_manual_dir = {name: manual_dir / name for name in urls if (manual_dir / name).exists()}
+  extracted = dl_manager.extract(in_manual_dir)
+  missing = {name: url for name, url in urls.items() if name not in in_manual_dir}
+  try:
+    for name, url in missing.items():
+      check_reachable(url)
+      extracted[name] = dl_manager.download_and_extract(url)
+  except Exception as error:  # pylint: disable=broad-except
+    raise FileNotFoundError(
+        f'{", ".join(missing)} not in the manual dir {manual_dir} and could not be '
+        f'downloaded ({error}). Download {" and ".join(missing.values())} and put the '
+        f'file(s) in {manual_dir}.') from error
+  return extracted

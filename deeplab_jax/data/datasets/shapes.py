@@ -2,8 +2,8 @@
 
 Each image holds one to three non-overlapping circles, axis-aligned squares and upright triangles
 of random size, place and colour on a textured, noisy background. Colours are random, so only a
-shape's form tells its class. As in PASCAL VOC, a band of pixels around every object boundary carries the
-ignore value. Generation is deterministic: example i of a split is the same on every machine.
+shape's form tells its class. As in PASCAL VOC, a band of pixels around every object boundary
+carries the ignore value. Generation is deterministic: example i of a split is the same on every machine.
 """
 
 import numpy as np

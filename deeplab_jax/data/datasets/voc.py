@@ -41,24 +41,6 @@ HOW_TO_GET = (
 Example = tuple[str, epath.Path, epath.Path]
 
 
-def _extract_archives(dl_manager: tfds.download.DownloadManager) -> dict[str, epath.Path]:
-  """Archive name -> extracted folder; read from the manual dir when there, else downloaded."""
-  # TFDS's public `manual_dir` raises while the folder is missing or empty; we want its path.
-  manual_dir = dl_manager._manual_dir  # pylint: disable=protected-access
-  in_manual_dir = {name: manual_dir / name for name in URLS if (manual_dir / name).exists()}
-  extracted = dl_manager.extract(in_manual_dir)
-  missing = {name: url for name, url in URLS.items() if name not in in_manual_dir}
-  if missing:
-    try:
-      extracted.update(downloads.download_and_extract(dl_manager, missing))
-    except Exception as error:  # pylint: disable=broad-except
-      raise FileNotFoundError(
-          f'{", ".join(missing)} not in the manual dir {manual_dir} and could not be '
-          f'downloaded ({error}). Download {" and ".join(missing.values())} and put the '
-          f'file(s) in {manual_dir}.') from error
-  return extracted
-
-
 def _read_stems(path: epath.Path) -> list[str]:
   return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
@@ -138,7 +120,7 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
         homepage='http://host.robots.ox.ac.uk/pascal/VOC/voc2012/')
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    extracted = _extract_archives(dl_manager)
+    extracted = downloads.extract_or_download(dl_manager, URLS)
     splits = split_examples(extracted[VOC_ARCHIVE] / 'VOCdevkit' / 'VOC2012',
                             extracted[SBD_ARCHIVE] / 'benchmark_RELEASE' / 'dataset')
     return {name: self._generate_examples(examples) for name, examples in splits.items()}
