@@ -20,7 +20,8 @@ from deeplab_jax.convert import __main__ as convert_main
 from deeplab_jax.convert import torchvision as tv_convert
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('arch', list(tv_convert.ARCHS), 'Architectures to compare.')
+flags.DEFINE_list('arch', list(tv_convert.RESNETS + tv_convert.DEEPLABV3),
+                  'Architectures to compare.')
 flags.DEFINE_string('input', None, 'A .pth state dict to use instead of random weights.')
 flags.DEFINE_integer('height', 257, 'Image height.')
 flags.DEFINE_integer('width', 385, 'Image width.')

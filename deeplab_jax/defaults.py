@@ -40,16 +40,21 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Model: see deeplab_jax.models.create_model.
   config.model = model = ml_collections.ConfigDict()
-  model.architecture = 'deeplabv3plus'  # 'deeplabv3' or 'deeplabv3plus'.
-  model.backbone = 'resnet101'  # resnet18/34/50/101, with '_beta' for the three-conv stem.
+  model.architecture = 'deeplabv3plus'  # 'deeplabv1', 'deeplabv2', 'deeplabv3', 'deeplabv3plus'.
+  # resnet18/34/50/101 (with '_beta' for the three-conv stem), vgg16, vgg16_bn, xception65 or
+  # mobilenetv2.
+  model.backbone = 'resnet101'
   model.num_classes = 21  # Must match the dataset's.
   model.output_stride = 16
-  model.atrous_rates = (6, 12, 18)  # ASPP rates; double them at output stride 8.
+  # ASPP rates (v3, v3+; double them at output stride 8), ASPP-L's (v2) or fc6's (v1, one).
+  model.atrous_rates = (6, 12, 18)
   model.multi_grid = (1, 2, 4)  # Unit rates of the last ResNet stage; one per unit.
   model.keep_rate_in_first_unit = False  # True: torchvision's dilation policy.
   model.width = 1.0  # Multiplies every backbone channel count.
   model.aspp_features = 256
-  model.dropout_rate = 0.1  # After the ASPP projection.
+  model.dropout_rate = 0.1  # After the ASPP projection (v1: after fc6 and fc7).
+  model.separable_conv = False  # Separable 3x3 convs in ASPP and the decoder (Xception zoo).
+  model.large_fov_features = 1024  # v1: channels of fc6 and fc7.
   model.low_level_features = 48  # v3+ decoder: low-level projection and 3x3 conv widths.
   model.decoder_features = 256
   model.head_features = 0  # > 0: a 3x3 conv before the classifier (torchvision: 256).
@@ -81,6 +86,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.flip = False  # Also average the prediction of the mirrored image.
   config.eval.window_size = ml_collections.config_dict.placeholder(tuple)  # Sliding windows.
   config.eval.window_stride = ml_collections.config_dict.placeholder(tuple)
+  # DenseCRF post-processing (v1/v2's; see deeplab_jax/crf.py), for any model. Its parameters
+  # are DeepLab v2's for VOC: kernel weights, standard deviations in pixels and colour levels.
+  config.eval.crf = False
+  config.eval.crf_params = ml_collections.ConfigDict(dict(
+      bilateral_weight=4.0, bilateral_spatial_std=121.0, bilateral_colour_std=5.0,
+      smoothness_weight=3.0, smoothness_std=3.0, iterations=10,
+      vertices_per_pixel=6.0))  # Bilateral lattice room; photos use < 0.3, 1 is 2.4x faster.
   config.eval.checkpoint_step = ml_collections.config_dict.placeholder(int)  # --mode=eval.
   config.eval_batch_size = 8
   config.eval_every_steps = 2_000

@@ -1,6 +1,7 @@
 """Evaluation: a confusion matrix summed on device over a whole split, and its summary."""
 
 from collections.abc import Callable, Iterable
+import dataclasses
 from typing import Any
 
 import jax
@@ -8,6 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from deeplab_jax import crf
 from deeplab_jax import inference
 from deeplab_jax import metrics
 from deeplab_jax import sharding
@@ -17,20 +19,35 @@ def inference_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The keyword arguments of `inference.predict_probabilities` that `config.eval` asks for."""
   return dict(scales=tuple(config.eval.scales), flip=config.eval.flip,
               window_size=config.eval.window_size, window_stride=config.eval.window_stride,
-              align_corners=config.model.align_corners)
+              align_corners=config.model.align_corners, crf=crf_params(config),
+              mean_rgb=tuple(config.mean_rgb), std_rgb=tuple(config.std_rgb))
+
+
+def crf_params(config: ml_collections.ConfigDict) -> crf.CRFParams | None:
+  """The dense CRF of `config.eval.crf_params` if `config.eval.crf`, else None."""
+  if not config.eval.crf:
+    return None
+  fields = {field.name for field in dataclasses.fields(crf.CRFParams)}
+  unknown = sorted(set(config.eval.crf_params) - fields)
+  if unknown:
+    raise ValueError(f'config.eval.crf_params: unknown {unknown}; expected some of '
+                     f'{sorted(fields)}')
+  return crf.CRFParams(**config.eval.crf_params)
 
 
 def make_eval_step(apply_fn: Callable, num_classes: int, ignore_label: int,
                    **options) -> Callable:
   """eval_step(variables, batch) -> ([C, C] confusion matrix, [B, H, W] predictions).
 
-  `options` (scales, flip, sliding windows) go to `inference.predict_probabilities`. Padding
-  examples (batch['mask'] False) and ignored pixels are left out of the matrix.
+  `options` (scales, flip, sliding windows, CRF) go to `inference.predict_probabilities`, with
+  the images' sizes before padding (batch['size']). Padding examples (batch['mask'] False) and
+  ignored pixels are left out of the matrix.
   """
 
   def eval_step(variables, batch):
     logits_fn = lambda images: apply_fn(variables, images, train=False)
-    predictions, _ = inference.predict(logits_fn, batch['image'], **options)
+    predictions, _ = inference.predict(logits_fn, batch['image'], sizes=batch['size'],
+                                       **options)
     labels = jnp.where(batch['mask'][:, None, None], batch['label'], ignore_label)
     return metrics.confusion_matrix(labels, predictions, num_classes, ignore_label), predictions
 

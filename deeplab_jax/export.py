@@ -4,11 +4,14 @@
       --format=savedmodel --output=/tmp/deeplab_savedmodel
 
 savedmodel: the `serving_default` signature takes a uint8 RGB image [H, W, 3] of any size and
-returns 'labels' (int32 [H, W]) and 'probabilities' (float32 [H, W, C]). The image is padded with
-the mean pixel to `config.eval_crop_size` (the size the model is compiled for), so it must fit in
-it. stablehlo: a serialized `jax.export.Exported` of the same computation on one float32 image
-padded to `eval_crop_size`, [1, h, w, 3] in 0..255 -> ([1, h, w] labels, [1, h, w, C]
-probabilities); load it with `jax.export.deserialize`.
+returns 'labels' (int32 [H, W]) and 'probabilities' (float32 [H, W, C]). The model is compiled
+for `config.eval_crop_size`: an image that fits is padded with the mean pixel; a larger one is
+first resized down (aspect ratio kept, antialiased) to fit, and its probabilities are resized
+back to H x W before the argmax, as the official DeepLab export does.
+
+stablehlo: a serialized `jax.export.Exported` of the same computation on one float32 image
+padded to `eval_crop_size`, [1, h, w, 3] in 0..255, and its int32 [1, 2] size before padding ->
+([1, h, w] labels, [1, h, w, C] probabilities); load it with `jax.export.deserialize`.
 """
 
 import os
@@ -39,23 +42,33 @@ def restore_variables(config, workdir: str):
 
 
 def make_serving_fn(config, model, variables):
-  """f(float32 [B, h, w, 3] pixels in 0..255) -> (int32 labels, float32 probabilities)."""
+  """f(float32 [B, h, w, 3] pixels in 0..255, int32 [B, 2] sizes before padding) -> (int32
+  labels, float32 probabilities); the sizes keep the padding out of the CRF (eval.crf)."""
   options = evaluate.inference_options(config)
   mean, std = jnp.asarray(config.mean_rgb), jnp.asarray(config.std_rgb)
 
-  def serve(pixels):
+  def serve(pixels, sizes):
     logits_fn = lambda x: model.apply(variables, x, train=False)
-    return inference.predict(logits_fn, (pixels - mean) / std, **options)
+    return inference.predict(logits_fn, (pixels - mean) / std, sizes=sizes, **options)
 
   return serve
 
 
 def export_stablehlo(config, model, variables, path: str) -> None:
   serve = make_serving_fn(config, model, variables)
-  spec = jax.ShapeDtypeStruct((1, *config.eval_crop_size, 3), jnp.float32)
-  exported = jax.export.export(jax.jit(serve))(spec)
+  exported = jax.export.export(jax.jit(serve))(
+      jax.ShapeDtypeStruct((1, *config.eval_crop_size, 3), jnp.float32),
+      jax.ShapeDtypeStruct((1, 2), jnp.int32))
   with open(path, 'wb') as file:
     file.write(exported.serialize())
+
+
+def fit_within(size: tf.Tensor, limit: tuple[int, int]) -> tf.Tensor:
+  """`size` (int32 [2]) scaled down, aspect ratio kept, to fit in `limit`; unchanged if it fits."""
+  limit = tf.constant(limit, tf.int32)
+  scale = tf.reduce_min(tf.cast(limit, tf.float32) / tf.cast(size, tf.float32))
+  scaled = tf.cast(tf.round(tf.cast(size, tf.float32) * tf.minimum(scale, 1.0)), tf.int32)
+  return tf.clip_by_value(scaled, 1, limit)
 
 
 def export_savedmodel(config, model, variables, directory: str) -> None:
@@ -68,15 +81,20 @@ def export_savedmodel(config, model, variables, directory: str) -> None:
                autograph=False)
   def serving_default(image):
     size = tf.shape(image)[:2]
-    fits = tf.debugging.assert_less_equal(
-        size, tf.constant([height, width]),
-        message=f'the image must fit in eval_crop_size {(height, width)}')
-    with tf.control_dependencies([fits]):
-      pixels = tf.cast(image, tf.float32) - mean  # Pad with the mean pixel, as in evaluation.
-    pixels = tf.pad(pixels, [[0, height - size[0]], [0, width - size[1]], [0, 0]]) + mean
-    labels, probabilities = serve(tf.ensure_shape(pixels, [height, width, 3])[None])
-    return {'labels': labels[0, :size[0], :size[1]],
-            'probabilities': probabilities[0, :size[0], :size[1]]}
+    fitted_size = fit_within(size, (height, width))
+    pixels = tf.cond(tf.reduce_all(fitted_size == size),
+                     lambda: tf.cast(image, tf.float32),
+                     lambda: tf.image.resize(image, fitted_size, antialias=True))
+    padding = [[0, height - fitted_size[0]], [0, width - fitted_size[1]], [0, 0]]
+    pixels = tf.pad(pixels - mean, padding) + mean  # Pad with the mean pixel, as in evaluation.
+    _, probabilities = serve(tf.ensure_shape(pixels, [height, width, 3])[None],
+                             fitted_size[None])
+    probabilities = probabilities[0, :fitted_size[0], :fitted_size[1]]
+    probabilities = tf.cond(tf.reduce_all(fitted_size == size),
+                            lambda: probabilities,
+                            lambda: tf.image.resize(probabilities, size))
+    return {'labels': tf.argmax(probabilities, axis=-1, output_type=tf.int32),
+            'probabilities': probabilities}
 
   module = tf.Module()
   module.serving_default = serving_default

@@ -3,7 +3,8 @@
 As in the official DeepLab, each scale's logits are resized back to the input size, turned into
 softmax probabilities, and the probabilities of all scales and flips are averaged. Windows tile
 an image larger than `window_size` with `window_stride`; overlapping logits are averaged.
-Every shape is static, so the whole thing compiles into one XLA program.
+With a `crf`, the averaged probabilities are refined by the dense CRF (`deeplab_jax.crf`) on the
+RGB pixels. Every shape is static, so the whole thing compiles into one XLA program.
 """
 
 from collections.abc import Callable, Sequence
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from deeplab_jax import crf as dense_crf
 from deeplab_jax.models.layers import resize_bilinear
 
 LogitsFn = Callable[[jax.Array], jax.Array]  # NHWC images -> NHWC logits, same size.
@@ -55,11 +57,16 @@ def predict_probabilities(logits_fn: LogitsFn, images: jax.Array, *,
                           scales: Sequence[float] = (1.0,), flip: bool = False,
                           window_size: Sequence[int] | None = None,
                           window_stride: Sequence[int] | None = None,
-                          align_corners: bool = True) -> jax.Array:
+                          align_corners: bool = True, crf: dense_crf.CRFParams | None = None,
+                          mean_rgb: Sequence[float] = (127.5,) * 3,
+                          std_rgb: Sequence[float] = (127.5,) * 3,
+                          sizes: jax.Array | None = None) -> jax.Array:
   """[B, H, W, C] class probabilities averaged over `scales` and (with `flip`) mirror images.
 
   Each scale resizes the images bilinearly, runs `logits_fn` (through sliding windows when
-  `window_size` is given), and resizes the logits back to H x W before the softmax.
+  `window_size` is given), and resizes the logits back to H x W before the softmax. `crf` then
+  refines them on the pixels `images * std_rgb + mean_rgb`; `sizes` ([B, 2] height, width) keeps
+  the padding at the bottom and right of each image out of it.
   """
   size = images.shape[1:3]
   if window_size is not None:
@@ -78,7 +85,11 @@ def predict_probabilities(logits_fn: LogitsFn, images: jax.Array, *,
         logits = logits[:, :, ::-1]
       logits = resize_bilinear(logits, size, align_corners)
       total = total + jax.nn.softmax(logits, axis=-1)
-  return total / (len(scales) * (2 if flip else 1))
+  probabilities = total / (len(scales) * (2 if flip else 1))
+  if crf is not None:
+    pixels = images * jnp.asarray(std_rgb) + jnp.asarray(mean_rgb)
+    probabilities = dense_crf.dense_crf_batch(probabilities, pixels, crf, sizes)
+  return probabilities
 
 
 def predict(logits_fn: LogitsFn, images: jax.Array, **options) -> tuple[jax.Array, jax.Array]:

@@ -48,12 +48,13 @@ def padded_size(size: int) -> int:
 
 
 def make_predict_fn(config, model):
-  """predict(variables, normalised [1, H, W, 3] image) -> [1, H, W] int32 class ids."""
+  """predict(variables, normalised [1, H, W, 3] image, [1, 2] size before padding) -> [1, H, W]
+  int32 class ids."""
   options = evaluate.inference_options(config)
 
-  def predict(variables, image):
+  def predict(variables, image, sizes):
     logits_fn = lambda x: model.apply(variables, x, train=False)
-    return inference.predict(logits_fn, image, **options)[0]
+    return inference.predict(logits_fn, image, sizes=sizes, **options)[0]
 
   return jax.jit(predict)
 
@@ -64,7 +65,8 @@ def segment(predict_fn, variables, image: np.ndarray, config) -> np.ndarray:
   normalised = (image.astype(np.float32) - config.mean_rgb) / config.std_rgb
   padded = np.zeros((1, padded_size(height), padded_size(width), 3), np.float32)
   padded[0, :height, :width] = normalised  # Zero is the mean pixel once normalised.
-  return np.asarray(predict_fn(variables, padded))[0, :height, :width]
+  sizes = np.array([[height, width]], np.int32)
+  return np.asarray(predict_fn(variables, padded, sizes))[0, :height, :width]
 
 
 def save_outputs(image: np.ndarray, label: np.ndarray, palette: np.ndarray, stem: str,

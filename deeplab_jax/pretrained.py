@@ -71,4 +71,4 @@ def initialize_from(state, directory: str, mesh: jax.sharding.Mesh):
   if report.unused:
     logging.info('In the checkpoint but not in this model, unused: %s', layers(report.unused))
   merged = jax.device_put(merged, sharding.replicated(mesh))
-  return state.replace(params=merged['params'], batch_stats=merged['batch_stats']), report
+  return state.replace(params=merged['params'], batch_stats=merged.get('batch_stats', {})), report

@@ -60,7 +60,7 @@ def create_train_state(config: ml_collections.ConfigDict, model, mesh: jax.shard
     rng = jax.random.key(seed, impl='rbg')
     variables = model.init(rng, jnp.zeros((1, *config.crop_size, 3), jnp.float32), train=False)
     state = TrainState.create(apply_fn=model.apply, params=variables['params'],
-                              batch_stats=variables['batch_stats'],
+                              batch_stats=variables.get('batch_stats', {}),  # VGG has none.
                               tx=create_optimizer(config))
     return state.replace(step=jnp.zeros((), jnp.int32))
 
@@ -83,7 +83,7 @@ def make_train_step(config: ml_collections.ConfigDict) -> Callable:
         (aux_logits,) = updates['intermediates']['aux_logits']
         loss += config.aux_loss_weight * losses.softmax_cross_entropy(
             aux_logits, batch['label'], config.ignore_label)
-      return loss, updates['batch_stats']
+      return loss, updates.get('batch_stats', {})
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {'loss': loss, 'learning_rate': schedule(state.step),

@@ -15,10 +15,12 @@ import torch
 import torchvision
 
 from deeplab_jax import checkpointing
+from deeplab_jax import pretrained
 from deeplab_jax.convert import __main__ as convert_main
 from deeplab_jax.convert import torchvision as tv_convert
 from deeplab_jax.models import create_model
 from deeplab_jax.models.resnet import atrous_schedule
+from conftest import load_config
 
 
 def randomize_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
@@ -37,11 +39,16 @@ def randomize_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
 
 def torchvision_model(arch: str, aux_loss: bool = False) -> torch.nn.Module:
   torch.manual_seed(0)
-  if arch.startswith('resnet'):
-    model = getattr(torchvision.models, arch)(weights=None)
-  else:
+  if arch in tv_convert.DEEPLABV3:
     model = getattr(torchvision.models.segmentation, arch)(
         weights=None, weights_backbone=None, num_classes=21, aux_loss=aux_loss)
+  else:
+    model = getattr(torchvision.models, arch)(weights=None)
+  if arch.startswith('vgg'):  # Its conv biases start at 0; random ones check their conversion.
+    with torch.no_grad():
+      for module in model.features:
+        if isinstance(module, torch.nn.Conv2d):
+          module.bias.normal_(0, 0.1)
   return randomize_batch_norm(model)
 
 
@@ -127,6 +134,43 @@ def test_resnet_matches_torchvision(arch, tmp_path):
   assert_close(ours['logits'], expected_logits, 'logits')
 
 
+def deeplab_pooling(features: torch.nn.Sequential) -> torch.nn.Sequential:
+  """VGG's `features` with DeepLab's 3x3 stride 2 max pools (padding 1) for its 2x2 ones."""
+  return torch.nn.Sequential(*(
+      torch.nn.MaxPool2d(3, 2, 1) if isinstance(layer, torch.nn.MaxPool2d) else layer
+      for layer in features))
+
+
+@pytest.mark.parametrize('arch,feature,left_out', [
+    ('mobilenet_v2', 'stage7', ['classifier.1', 'features.18.0', 'features.18.1']),
+    ('vgg16', 'pool5', ['classifier.0', 'classifier.3', 'classifier.6']),
+    ('vgg16_bn', 'pool5', ['classifier.0', 'classifier.3', 'classifier.6'])])
+def test_backbone_matches_torchvision(arch, feature, left_out, tmp_path):
+  """Our last feature against torchvision's `features`: MobileNetV2's without its final 1x1
+  conv, which DeepLab drops; VGG-16's with DeepLab's pooling (our VGG16 pools 3x3, stride 2,
+  padding 1, torchvision 2x2, stride 2), so the converted weights are checked, not the pools."""
+  reference = torchvision_model(arch)
+  model, variables = convert_via_file(reference, arch, tmp_path)
+  assert tv_convert.left_out(reference.state_dict(), arch) == left_out
+
+  images = torch.randn(1, 3, 64, 96)
+  layers = (reference.features[:-1] if arch == 'mobilenet_v2'
+            else deeplab_pooling(reference.features))
+  with torch.no_grad():
+    expected = layers(images)
+  ours = jax.jit(functools.partial(model.apply, train=False))(variables, nhwc(images))
+  assert_close(ours[feature], nhwc(expected), feature)
+
+
+def test_backbone_only_archs_name_wrong_inputs():
+  state_dict = torchvision_model('mobilenet_v2').state_dict()
+  with pytest.raises(ValueError, match='num_classes=10, but our mobilenet_v2 has no classifier'):
+    tv_convert.convert(state_dict, 'mobilenet_v2', num_classes=10)
+  with pytest.raises(ValueError, match="no counterpart in our vgg16 for torchvision module "
+                     "'features.0.0'"):
+    tv_convert.convert(state_dict, 'vgg16')
+
+
 @pytest.mark.parametrize('arch,torchvision_count', [
     ('deeplabv3_resnet50', 39_638_869), ('deeplabv3_resnet101', 58_630_997)])
 def test_parameter_counts_without_aux_head(arch, torchvision_count):
@@ -185,3 +229,28 @@ def test_command_line_writes_loadable_variables(tmp_path):
   shapes = jax.eval_shape(functools.partial(
       create_model(config).init, jax.random.key(0), jnp.zeros((1, 65, 65, 3)), train=False))
   assert jax.tree.map(np.shape, shapes['params']) == jax.tree.map(np.shape, loaded['params'])
+
+
+def test_command_line_converts_mobilenet_v2_for_the_deeplab_recipe(tmp_path):
+  torch.save(torchvision_model('mobilenet_v2').state_dict(), tmp_path / 'mobilenet_v2.pth')
+  output = tmp_path / 'converted'
+  result = subprocess.run(
+      [sys.executable, '-m', 'deeplab_jax.convert', 'torchvision', '--arch', 'mobilenet_v2',
+       '--input', str(tmp_path / 'mobilenet_v2.pth'), '--output', str(output)],
+      capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr
+  assert ('Left out classifier.1, features.18.0, features.18.1: the final 1x1 conv'
+          in result.stdout)
+  assert 'model' not in json.loads((output / 'model.json').read_text())
+
+  # configs/voc_mobilenetv2.py (DeepLabV3, mobile head) restores the whole backbone from it.
+  model = create_model(load_config('voc_mobilenetv2').model)
+  shapes = jax.eval_shape(functools.partial(
+      model.init, jax.random.key(0), jnp.zeros((1, 65, 65, 3)), train=False))
+  loaded = checkpointing.load_variables(str(output))
+  merged, report = pretrained.merge(dict(shapes), loaded)
+  for collection in ('params', 'batch_stats'):
+    jax.tree.map(np.testing.assert_array_equal, merged[collection]['backbone'],
+                 loaded[collection]['backbone'])
+  assert {path.split('/')[1] for path in report.left_at_init} == {'aspp', 'classifier'}
+  assert not report.unused and not report.fresh_classifier

@@ -1,5 +1,5 @@
-"""DeepLab v3 / v3+: output shapes at every output stride, parameter counts, and the ASPP and
-decoder checked against their definition composed by hand from tested parts."""
+"""The DeepLab family: output shapes at every output stride, parameter counts, and the heads
+(ASPP, decoder, LargeFOV, ASPP-L) checked against their definitions from tested parts."""
 
 import functools
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from deeplab_jax import defaults
-from deeplab_jax.models import ASPP, Decoder, create_model, resize_bilinear
+from deeplab_jax.models import (ASPP, Decoder, LargeFOV, PyramidClassifier, create_model,
+                                resize_bilinear)
 from deeplab_jax.models.layers import AtrousConv
 
 
@@ -37,6 +38,58 @@ def test_logits_at_input_size(architecture, output_stride):
   assert logits.shape == (2, 49, 83, 5)
   assert np.isfinite(np.asarray(logits)).all()
   assert model.apply(variables, images, train=False).shape == (2, 49, 83, 5)
+
+
+@pytest.mark.parametrize('architecture,backbone,rates,heads', [
+    ('deeplabv1', 'vgg16', (12,), {'backbone', 'large_fov', 'classifier'}),
+    ('deeplabv1', 'vgg16_bn', (12,), {'backbone', 'large_fov', 'classifier'}),
+    ('deeplabv2', 'resnet18', (6, 12, 18, 24), {'backbone', 'classifier'}),
+    ('deeplabv3', 'mobilenetv2', (), {'backbone', 'aspp', 'classifier'}),
+    ('deeplabv3plus', 'mobilenetv2', (), {'backbone', 'aspp', 'decoder', 'classifier'}),
+    ('deeplabv3plus', 'xception65', (1, 2, 3), {'backbone', 'aspp', 'decoder', 'classifier'})])
+@pytest.mark.parametrize('output_stride', [8, 16, 32])
+def test_every_version_gives_logits_at_input_size(architecture, backbone, rates, heads,
+                                                  output_stride):
+  config = tiny_model_config(architecture, output_stride)
+  config.backbone, config.atrous_rates, config.separable_conv = (backbone, rates,
+                                                                 backbone == 'xception65')
+  config.large_fov_features = 16
+  model = create_model(config)
+  images = jnp.zeros((2, 49, 83, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
+  assert set(variables['params']) == heads
+  logits = jax.eval_shape(lambda v: model.apply(v, images, train=False), variables)
+  assert logits.shape == (2, 49, 83, 5)
+
+
+def test_aspp_l_is_the_sum_of_its_atrous_classifiers():
+  x = jax.random.normal(jax.random.key(0), (1, 15, 14, 6))
+  head = PyramidClassifier(num_classes=3, rates=(2, 3, 5))
+  params = randomized(head.init(jax.random.key(1), x)['params'], 4)
+  want = sum(AtrousConv(3, 3, rate, use_bias=True).apply({'params': params[f'rate{rate}']}, x)
+             for rate in (2, 3, 5))
+  np.testing.assert_allclose(head.apply({'params': params}, x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_large_fov_sees_a_pixel_at_rate_12():
+  # One active input pixel reaches the outputs fc6's 3x3 kernel at rate 12 covers: offsets
+  # 0 and +-12 from it, nowhere else (fc7 is 1x1).
+  x = np.zeros((1, 31, 31, 4), np.float32)
+  x[0, 15, 15] = 1.0
+  head = LargeFOV(features=8, rate=12)
+  params = randomized(head.init(jax.random.key(0), x, train=False)['params'], 5)
+  params = jax.tree.map(lambda p: jnp.abs(p), params)  # Positive: nothing cancels or clips.
+  params['fc6']['conv']['bias'] = params['fc7']['conv']['bias'] = jnp.zeros(8)
+  out = np.asarray(head.apply({'params': params}, x, train=False))
+  reached = np.argwhere(np.abs(out[0]).sum(-1) > 0)
+  assert sorted(map(tuple, reached)) == [(i, j) for i in (3, 15, 27) for j in (3, 15, 27)]
+
+
+def test_v1_takes_one_fc6_rate():
+  config = tiny_model_config('deeplabv1', 8)
+  config.backbone, config.atrous_rates = 'vgg16', (6, 12)
+  with pytest.raises(ValueError, match='model.atrous_rates'):
+    create_model(config)
 
 
 @pytest.mark.parametrize('backbone,torchvision_count', [

@@ -6,6 +6,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import REPO
@@ -24,23 +25,54 @@ def padded_pixels(image, config):
   return padded
 
 
-def test_savedmodel_matches_the_model(tiny_checkpoint, tmp_path):
+@pytest.fixture(scope='module')
+def savedmodel(tiny_checkpoint, tmp_path_factory):
+  """(config, model, variables, the loaded serving_default signature) of the tiny checkpoint."""
   config, workdir = tiny_checkpoint
   model, variables = export.restore_variables(config, workdir)
-  export.export_savedmodel(config, model, variables, str(tmp_path / 'savedmodel'))
-  serving = tf.saved_model.load(str(tmp_path / 'savedmodel')).signatures['serving_default']
+  directory = str(tmp_path_factory.mktemp('export') / 'savedmodel')
+  export.export_savedmodel(config, model, variables, directory)
+  return config, model, variables, tf.saved_model.load(directory).signatures['serving_default']
 
+
+def test_savedmodel_matches_the_model(savedmodel):
+  config, model, variables, serving = savedmodel
   serve = jax.jit(export.make_serving_fn(config, model, variables))
   rng = np.random.default_rng(0)
-  for height, width in ((40, 50), (65, 65), (9, 64)):
+  for height, width in ((40, 50), (65, 65), (9, 64)):  # These fit in eval_crop_size (65, 65).
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     outputs = serving(image=tf.constant(image))
-    labels, probabilities = serve(padded_pixels(image, config))
+    labels, probabilities = serve(padded_pixels(image, config), np.array([[height, width]]))
     assert outputs['labels'].shape == (height, width)
     np.testing.assert_allclose(outputs['probabilities'].numpy(),
                                np.asarray(probabilities)[0, :height, :width], atol=1e-5)
     np.testing.assert_array_equal(outputs['labels'].numpy(),
                                   np.asarray(labels)[0, :height, :width])
+
+
+def test_savedmodel_resizes_larger_images_to_fit(savedmodel):
+  """A larger image is resized down (aspect kept) to fit eval_crop_size and the probabilities
+  resized back: here computed with jax.image.resize, independently of TF's kernels."""
+  config, model, variables, serving = savedmodel
+
+  serve = jax.jit(export.make_serving_fn(config, model, variables))
+  rng = np.random.default_rng(2)
+  # eval_crop_size is (65, 65): 100x130 halves to 50x65; 200x47 scales by 0.325 to 65x15.
+  for (height, width), fitted in (((100, 130), (50, 65)), ((200, 47), (65, 15))):
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    outputs = serving(image=tf.constant(image))
+
+    small = jax.image.resize(image.astype(np.float32), (*fitted, 3), 'linear', antialias=True)
+    _, probabilities = serve(padded_pixels(np.asarray(small), config), np.array([fitted]))
+    probabilities = np.asarray(probabilities)[0, :fitted[0], :fitted[1]]
+    want = np.asarray(jax.image.resize(probabilities, (height, width, probabilities.shape[-1]),
+                                       'linear'))
+    assert outputs['labels'].shape == (height, width)
+    np.testing.assert_allclose(outputs['probabilities'].numpy(), want, atol=1e-4)
+    top2 = np.sort(want, axis=-1)[..., -2:]
+    clear = top2[..., 1] - top2[..., 0] > 1e-3  # Pixels whose argmax rounding cannot flip.
+    np.testing.assert_array_equal(outputs['labels'].numpy()[clear], want.argmax(-1)[clear])
+    assert clear.mean() > 0.9
 
 
 def test_stablehlo_export_matches_the_model(tiny_checkpoint, shapes_dir, tmp_path):
@@ -55,8 +87,9 @@ def test_stablehlo_export_matches_the_model(tiny_checkpoint, shapes_dir, tmp_pat
 
   model, variables = export.restore_variables(config, workdir)
   pixels = padded_pixels(np.random.default_rng(1).integers(0, 256, (50, 60, 3)), config)
+  sizes = np.array([[50, 60]], np.int32)
   want_labels, want_probabilities = jax.jit(export.make_serving_fn(config, model, variables))(
-      pixels)
-  labels, probabilities = exported.call(pixels)
+      pixels, sizes)
+  labels, probabilities = exported.call(pixels, sizes)
   np.testing.assert_allclose(probabilities, want_probabilities, atol=1e-5)
   np.testing.assert_array_equal(labels, want_labels)

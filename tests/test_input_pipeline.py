@@ -117,6 +117,8 @@ def test_eval_counts_every_example_exactly_once(shapes_dir, process_count):
     for batch in batches:
       assert batch['image'].shape == (4, 65, 65, 3)
       assert (batch['label'][~batch['mask']] == 255).all()  # Padding examples are ignored.
+      assert (batch['size'][batch['mask']] == 64).all()  # Sizes before padding to 65.
+      assert (batch['size'][~batch['mask']] == 0).all()
       for image in batch['image'][batch['mask']]:
         pixels = np.round(image[:64, :64] * config.std_rgb + config.mean_rgb)
         seen.append(image_digest(pixels))

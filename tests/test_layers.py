@@ -1,11 +1,15 @@
 """AtrousConv against a direct numpy dilated convolution; bilinear resizing against references."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deeplab_jax.models.layers import AtrousConv, interpolation_matrix, resize_bilinear
+from deeplab_jax.models.layers import (AtrousConv, SeparableConvBN, atrous_units,
+                                       interpolation_matrix, resize_bilinear)
 
 
 def numpy_dilated_conv(x, kernel, rate, stride, pads):
@@ -64,6 +68,47 @@ def test_strided_conv_padding(padding):
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('stride', [1, 2])
+def test_depthwise_conv_is_one_numpy_conv_per_channel(stride):
+  rng = np.random.default_rng(stride)
+  x = rng.normal(size=(2, 11, 10, 4)).astype(np.float32)
+  conv = AtrousConv(4, 3, rate=2, stride=stride, groups=4, padding='SYMMETRIC')
+  variables = conv.init(jax.random.key(0), x)
+  kernel = np.asarray(variables['params']['kernel'])
+  assert kernel.shape == (3, 3, 1, 4)
+  got = np.asarray(conv.apply(variables, x))
+  want = np.concatenate([
+      numpy_dilated_conv(x[..., c:c + 1], kernel[..., c:c + 1], 2, stride, ((2, 2), (2, 2)))
+      for c in range(4)], axis=-1)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_separable_conv_is_depthwise_bn_relu_pointwise_bn_relu():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(1, 9, 9, 3)).astype(np.float32)
+  layer = SeparableConvBN(5, rate=2, norm=functools.partial(nn.BatchNorm,
+                                                            use_running_average=True))
+  variables = layer.init(jax.random.key(0), x)
+  variables = jax.tree.map(lambda v: rng.uniform(0.5, 1.5, v.shape).astype(np.float32),
+                           variables)
+  got = np.asarray(layer.apply(variables, x))
+
+  def conv_bn_relu(name, x, groups_of_one):
+    params = variables['params'][name]
+    stats = variables['batch_stats'][name]['bn']
+    kernel = np.asarray(params['conv']['kernel'])
+    if groups_of_one:
+      y = np.concatenate([numpy_dilated_conv(x[..., c:c + 1], kernel[..., c:c + 1], 2, 1,
+                                             ((2, 2), (2, 2))) for c in range(x.shape[-1])], -1)
+    else:
+      y = x @ kernel[0, 0]
+    y = (y - stats['mean']) / np.sqrt(stats['var'] + 1e-5) * params['bn']['scale']
+    return np.maximum(y + params['bn']['bias'], 0)
+
+  want = conv_bn_relu('pointwise', conv_bn_relu('depthwise', x, True), False)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_bfloat16_compute_keeps_float32_params():
   x = jnp.ones((1, 8, 8, 3))
   conv = AtrousConv(4, 3, rate=2, dtype=jnp.bfloat16)
@@ -78,10 +123,13 @@ def test_interpolation_matrix_align_corners_by_hand():
       [1, 0, 0], [0.5, 0.5, 0], [0, 1, 0], [0, 0.5, 0.5], [0, 0, 1]])
 
 
-def test_resize_align_corners_matches_numpy_bilinear():
+@pytest.mark.parametrize('out_h, out_w', [
+    (17, 25),  # (5 - 1) * 4 + 1 and (7 - 1) * 4 + 1: DeepLab's k * stride + 1, blended pairs.
+    (14, 23),  # Not a whole factor: the matmul path.
+    (3, 4)])   # Downsampling.
+def test_resize_align_corners_matches_numpy_bilinear(out_h, out_w):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)
-  out_h, out_w = 17, 25  # (5 - 1) * 4 + 1 and (7 - 1) * 4 + 1: DeepLab's k * stride + 1.
   got = np.asarray(resize_bilinear(jnp.asarray(x), (out_h, out_w), align_corners=True))
   want = np.zeros((2, out_h, out_w, 3))
   for i in range(out_h):
@@ -92,8 +140,9 @@ def test_resize_align_corners_matches_numpy_bilinear():
       want[:, i, j] = ((1 - dy) * (1 - dx) * x[:, y0, x0] + (1 - dy) * dx * x[:, y0, x0 + 1] +
                        dy * (1 - dx) * x[:, y0 + 1, x0] + dy * dx * x[:, y0 + 1, x0 + 1])
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-  # Corners map onto corners, and every 4th output pixel is an input pixel.
-  np.testing.assert_allclose(got[:, ::4, ::4], x, rtol=1e-6, atol=1e-6)
+  # Corners map onto corners.
+  np.testing.assert_allclose(got[:, ::out_h - 1, ::out_w - 1], x[:, ::4, ::6], rtol=1e-6,
+                             atol=1e-6)
 
 
 def test_resize_half_pixel_matches_jax_image_when_upsampling():
@@ -101,3 +150,17 @@ def test_resize_half_pixel_matches_jax_image_when_upsampling():
   got = resize_bilinear(x, (13, 20), align_corners=False)
   want = jax.image.resize(x, (1, 13, 20, 2), 'bilinear')
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_atrous_units_by_hand():
+  # Xception-65's blocks after its stride-2 stem: strides 2, 2, 2, 1 (x16), 2, 1.
+  strides = [2, 2, 2] + [1] * 16 + [2, 1]
+  os16 = atrous_units(strides, 16, input_stride=2)
+  assert os16[:3] == [(2, 1), (2, 1), (2, 1)]
+  assert os16[-2:] == [(1, 1), (1, 2)]  # exit block 1 gives up its stride; block 2 at rate 2.
+  os8 = atrous_units(strides, 8, input_stride=2)
+  assert os8[:3] == [(2, 1), (2, 1), (1, 1)]
+  assert os8[3:19] == [(1, 2)] * 16 and os8[-2:] == [(1, 2), (1, 4)]
+  assert atrous_units(strides, 32, input_stride=2) == [(s, 1) for s in strides]
+  with pytest.raises(ValueError, match='output_stride must be 8, 16 or 32'):
+    atrous_units(strides, 4)

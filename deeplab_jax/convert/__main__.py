@@ -4,6 +4,9 @@
       --output /tmp/resnet101_imagenet
   python -m deeplab_jax.main --config=configs/voc.py --workdir=... \
       --config.init_from=/tmp/resnet101_imagenet
+
+mobilenet_v2, vgg16 and vgg16_bn give DeepLab backbones (configs/voc_mobilenetv2.py,
+configs/voc_v1_vgg16.py) without the layers DeepLab replaces; the command lists them.
 """
 
 import argparse
@@ -43,9 +46,12 @@ def convert_torchvision(args: argparse.Namespace) -> None:
   except ValueError as error:
     raise SystemExit(f'{args.input}: {error}') from None
   checkpointing.save_variables(args.output, variables)
+  left_out = torchvision.left_out(state_dict, args.arch)
+  if left_out:
+    print(f'Left out {", ".join(left_out)}: {torchvision.LEFT_OUT[args.arch][1]}')
   # What the variables are, and for DeepLabV3 the config.model that reproduces torchvision's.
   description = {'source': 'torchvision', 'arch': args.arch, 'input': os.path.abspath(args.input)}
-  if not args.arch.startswith('resnet'):
+  if args.arch in torchvision.DEEPLABV3:
     description['model'] = torchvision.model_config(
         args.arch, model.num_classes, bool(model.aux_head_features)).to_dict()
   with open(os.path.join(args.output, 'model.json'), 'w') as file:
@@ -59,12 +65,14 @@ def main(argv: list[str]) -> None:
   parser = argparse.ArgumentParser(prog='python -m deeplab_jax.convert', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sources = parser.add_subparsers(dest='source', required=True)
-  tv = sources.add_parser('torchvision', help='torchvision ResNet or DeepLabV3 weights (.pth)')
+  tv = sources.add_parser(
+      'torchvision', help='torchvision ResNet, DeepLabV3, MobileNetV2 or VGG-16 weights (.pth)')
   tv.add_argument('--arch', required=True, choices=torchvision.ARCHS)
   tv.add_argument('--input', required=True, help='the .pth file (a state_dict)')
   tv.add_argument('--output', required=True, help='directory to write the variables to')
   tv.add_argument('--num_classes', type=int, default=None,
-                  help="checked against the state dict's (default: take it from there)")
+                  help="ResNet, DeepLabV3: checked against the state dict's (default: take "
+                  'it from there)')
   args = parser.parse_args(argv)
   logging.set_verbosity(logging.WARNING)
   convert_torchvision(args)

@@ -1,14 +1,16 @@
-"""torchvision ResNet and DeepLabV3 weights -> our models and variables, weight for weight.
+"""torchvision ResNet, DeepLabV3, MobileNetV2 and VGG-16 weights -> our models and variables.
 
-torchvision's architecture is expressed through our model config (`model_config`): its dilation
+torchvision's DeepLabV3 is expressed through our model config (`model_config`): its dilation
 policy, ASPP rates (12, 24, 36) at output stride 8, the extra 3x3 conv of its DeepLabHead, the
-auxiliary FCN head, dropout 0.5, and half-pixel bilinear resizing.
+auxiliary FCN head, dropout 0.5, and half-pixel bilinear resizing. The ImageNet MobileNetV2 and
+VGG-16 become our backbones alone, as DeepLab uses them (`LEFT_OUT` names what they lose).
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 import functools
 import re
 
+from absl import logging
 from flax import traverse_util
 import flax.linen as nn
 import jax
@@ -18,13 +20,28 @@ import numpy as np
 
 from deeplab_jax import defaults
 from deeplab_jax.models import Backbone, create_model
+from deeplab_jax.models import mobilenet_v2
+from deeplab_jax.models import vgg
 from deeplab_jax.models.resnet import ResNet
 
-ARCHS = ('resnet50', 'resnet101', 'deeplabv3_resnet50', 'deeplabv3_resnet101')
+RESNETS = ('resnet50', 'resnet101')  # With their ImageNet classifier.
+DEEPLABV3 = ('deeplabv3_resnet50', 'deeplabv3_resnet101')
+BACKBONE_ONLY = ('mobilenet_v2', 'vgg16', 'vgg16_bn')  # Without it: see LEFT_OUT.
+ARCHS = RESNETS + DEEPLABV3 + BACKBONE_ONLY
 
-# torchvision module path -> ours (a function of the match); classification ResNets get the
-# 'backbone.' prefix of the segmentation models before matching.
-_RULES = (
+# torchvision modules (a pattern) that the backbone-only archs leave out, and what they are.
+LEFT_OUT = {
+    'mobilenet_v2': (r'features\.18\.[01]|classifier\.1',
+                     'the final 1x1 conv to 1280 channels and the ImageNet classifier, which '
+                     'DeepLab drops'),
+    'vgg16': (r'classifier\.[036]', "the fully connected layers (DeepLab-LargeFOV's fc6 and fc7 "
+              'have other shapes and start from their initialisation)'),
+}
+LEFT_OUT['vgg16_bn'] = LEFT_OUT['vgg16']
+
+# torchvision ResNet and DeepLabV3 module path -> ours (a function of the match); classification
+# ResNets get the 'backbone.' prefix of the segmentation models before matching.
+_RESNET_RULES = (
     (r'backbone\.conv1', lambda m: 'backbone/stem_conv/conv'),
     (r'backbone\.bn1', lambda m: 'backbone/stem_conv/bn'),
     (r'backbone\.layer(\d)\.(\d+)\.(conv|bn)(\d)',
@@ -45,22 +62,76 @@ _RULES = (
 )
 
 
-def our_module(torch_module: str) -> str:
-  """Our module path for a torchvision module path, e.g. 'backbone.layer1.0.bn2'."""
-  for pattern, ours in _RULES:
-    match = re.fullmatch(pattern, torch_module)
-    if match:
-      return ours(match)
-  raise ValueError(f'no counterpart for torchvision module {torch_module!r}')
+def _mobilenet_v2_modules() -> dict[str, str]:
+  """torchvision's mobilenet_v2 module paths -> ours: features.0 is the stem, features.1-17 the
+  inverted residuals of our STAGES, each a Sequential of (conv, bn, ReLU6) blocks, conv, bn."""
+  conv_bn = ('conv', 'bn')
+  modules = {f'features.0.{j}': f'backbone/stem_conv/{conv_bn[j]}' for j in (0, 1)}
+  index = 1
+  for stage, (expansion, _, num_units, _) in enumerate(mobilenet_v2.STAGES, start=1):
+    layers = ('expand', 'depthwise') if expansion != 1 else ('depthwise',)
+    for unit in range(1, num_units + 1):
+      prefix, ours = f'features.{index}.conv', f'backbone/stage{stage}_unit{unit}'
+      for i, layer in enumerate(layers):
+        modules.update({f'{prefix}.{i}.{j}': f'{ours}/{layer}/{conv_bn[j]}' for j in (0, 1)})
+      modules.update({f'{prefix}.{len(layers) + j}': f'{ours}/project/{conv_bn[j]}'
+                      for j in (0, 1)})
+      index += 1
+  return modules
 
 
-def our_leaf(torch_key: str, value: np.ndarray) -> tuple[str, np.ndarray] | None:
-  """(our 'collection/module/name' path, array in our layout) for one state_dict entry."""
-  module, _, name = torch_key.rpartition('.')
-  if name == 'num_batches_tracked':
+def _vgg16_modules(batch_norm: bool) -> dict[str, str]:
+  """torchvision's vgg16(_bn) module paths -> ours: its features are conv, [bn,] ReLU for each
+  conv of our STAGES and a max pool after each stage."""
+  modules, index = {}, 0
+  for stage, (_, num_convs) in enumerate(vgg.STAGES, start=1):
+    for conv in range(1, num_convs + 1):
+      ours = f'backbone/conv{stage}_{conv}/conv'
+      if batch_norm:
+        modules.update({f'features.{index}': f'{ours}/conv', f'features.{index + 1}': f'{ours}/bn'})
+        index += 3
+      else:
+        modules[f'features.{index}'] = ours
+        index += 2
+    index += 1
+  return modules
+
+
+_BACKBONE_MODULES = {'mobilenet_v2': _mobilenet_v2_modules(), 'vgg16': _vgg16_modules(False),
+                     'vgg16_bn': _vgg16_modules(True)}
+
+
+def our_module(torch_module: str, arch: str) -> str | None:
+  """Our module path for a module path of torchvision's `arch`, e.g. 'backbone.layer1.0.bn2';
+  None for one that `arch` leaves out (LEFT_OUT)."""
+  if arch in LEFT_OUT and re.fullmatch(LEFT_OUT[arch][0], torch_module):
     return None
-  path = our_module(module)
-  if name == 'weight' and value.ndim == 4:  # Conv: OIHW -> HWIO.
+  if arch in BACKBONE_ONLY:
+    ours = _BACKBONE_MODULES[arch].get(torch_module)
+  else:
+    matches = ((re.fullmatch(pattern, torch_module), rule) for pattern, rule in _RESNET_RULES)
+    ours = next((rule(match) for match, rule in matches if match), None)
+  if ours is None:
+    raise ValueError(f'no counterpart in our {arch} for torchvision module {torch_module!r}')
+  return ours
+
+
+def left_out(torch_keys: Iterable[str], arch: str) -> list[str]:
+  """The torchvision modules of state dict `torch_keys` that `convert` leaves out on purpose."""
+  if arch not in LEFT_OUT:
+    return []
+  modules = {key.rpartition('.')[0] for key in torch_keys}
+  return sorted(m for m in modules if re.fullmatch(LEFT_OUT[arch][0], m))
+
+
+def our_leaf(torch_key: str, value: np.ndarray, arch: str) -> tuple[str, np.ndarray] | None:
+  """(our 'collection/module/name' path, array in our layout) for one state_dict entry of
+  `arch`; None for BatchNorm's step count and for modules left out."""
+  module, _, name = torch_key.rpartition('.')
+  path = our_module(module, arch)
+  if name == 'num_batches_tracked' or path is None:
+    return None
+  if name == 'weight' and value.ndim == 4:  # Conv: OIHW -> HWIO; depthwise [C, 1, k, k] too.
     return f'params/{path}/kernel', value.transpose(2, 3, 1, 0)
   if name == 'weight' and value.ndim == 2:  # Linear: [out, in] -> [in, out].
     return f'params/{path}/kernel', value.T
@@ -91,14 +162,40 @@ def model_config(arch: str, num_classes: int, aux_head: bool = False) -> ml_coll
   return config
 
 
-def create_torchvision_model(arch: str, num_classes: int, aux_head: bool = False) -> nn.Module:
-  """Our model with torchvision's architecture; ResNets keep their ImageNet classifier."""
+def create_torchvision_model(arch: str, num_classes: int | None = None,
+                             aux_head: bool = False) -> nn.Module:
+  """Our model with torchvision's architecture; ResNets keep their ImageNet classifier.
+
+  num_classes is that of the ResNet or DeepLabV3 classifier. The backbone-only archs give our
+  backbone alone, at output stride 32 (no atrous convolution) like torchvision's.
+  """
   if arch not in ARCHS:
     raise ValueError(f'unknown arch {arch!r}; expected one of {ARCHS}')
-  if arch.startswith('resnet'):
+  if arch in RESNETS:
     return Backbone(functools.partial(ResNet, depth=int(arch.removeprefix('resnet')),
                                       output_stride=32, num_classes=num_classes))
+  if arch == 'mobilenet_v2':
+    return Backbone(functools.partial(mobilenet_v2.MobileNetV2, output_stride=32))
+  if arch in ('vgg16', 'vgg16_bn'):
+    return Backbone(functools.partial(vgg.VGG16, output_stride=32,
+                                      batch_norm=arch == 'vgg16_bn'))
   return create_model(model_config(arch, num_classes, aux_head))
+
+
+def _fold_conv_biases(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """vgg16_bn's conv biases folded into the running mean of the BatchNorm after each conv.
+
+  Our conv before BatchNorm has no bias: BN(conv(x) + b) with mean m is BN(conv(x)) with mean
+  m - b, and in training the batch mean absorbs b all the same.
+  """
+  folded = dict(arrays)
+  for key, bias in arrays.items():
+    conv = re.fullmatch(r'features\.(\d+)\.bias', key)
+    mean = f'features.{int(conv[1]) + 1}.running_mean' if conv else None
+    if mean in arrays:  # A BatchNorm follows, so `key` is a conv's bias.
+      folded[mean] = arrays[mean] - bias
+      del folded[key]
+  return folded
 
 
 def convert(state_dict: Mapping[str, object], arch: str,
@@ -106,31 +203,40 @@ def convert(state_dict: Mapping[str, object], arch: str,
   """(model, variables) equivalent to torchvision's `arch` with the weights of `state_dict`.
 
   `model.apply(variables, images, train=False)` on NHWC float images gives NHWC logits at the
-  input resolution (for the ResNets: the dict of features with ImageNet 'logits'). num_classes
-  defaults to the state dict's; a DeepLabV3 state dict with an `aux_classifier` gives a model
-  with the auxiliary head.
+  input resolution (for the ResNets: the dict of features with ImageNet 'logits'; for the
+  backbone-only archs the features alone, and the modules of `left_out` are logged and not
+  converted). num_classes defaults to the state dict's; a DeepLabV3 state dict with an
+  `aux_classifier` gives a model with the auxiliary head.
   """
   arrays = {key: np.asarray(value.detach().cpu().numpy() if hasattr(value, 'detach') else value)
             for key, value in state_dict.items()}
-  if arch.startswith('resnet'):
+  if arch in RESNETS:
     arrays = {f'backbone.{key}': value for key, value in arrays.items()}
-  classifier_key = 'backbone.fc.weight' if arch.startswith('resnet') else 'classifier.4.weight'
-  if classifier_key not in arrays:
-    raise ValueError(f'not a torchvision {arch} state dict: it has no {classifier_key!r}')
-  stored_classes = arrays[classifier_key].shape[0]
-  if num_classes is not None and num_classes != stored_classes:
-    raise ValueError(f'num_classes={num_classes}, but the state dict has {stored_classes} '
-                     'classes; convert as is and fine-tune with --config.init_from')
+  stored_classes = None
+  if arch in BACKBONE_ONLY:
+    if num_classes is not None:
+      raise ValueError(f"num_classes={num_classes}, but our {arch} has no classifier: DeepLab's "
+                       'replaces the ImageNet one')
+  else:
+    classifier_key = 'backbone.fc.weight' if arch in RESNETS else 'classifier.4.weight'
+    if classifier_key not in arrays:
+      raise ValueError(f'not a torchvision {arch} state dict: it has no {classifier_key!r}')
+    stored_classes = arrays[classifier_key].shape[0]
+    if num_classes is not None and num_classes != stored_classes:
+      raise ValueError(f'num_classes={num_classes}, but the state dict has {stored_classes} '
+                       'classes; convert as is and fine-tune with --config.init_from')
+  if arch == 'vgg16_bn':
+    arrays = _fold_conv_biases(arrays)
   aux_head = any(key.startswith('aux_classifier.') for key in arrays)
   model = create_torchvision_model(arch, stored_classes, aux_head)
 
   shapes = jax.eval_shape(
       lambda: model.init(jax.random.key(0), jnp.zeros((1, 65, 65, 3)), train=False))
-  expected = traverse_util.flatten_dict(
-      {'params': shapes['params'], 'batch_stats': shapes['batch_stats']}, sep='/')
+  expected = traverse_util.flatten_dict(  # VGG-16 has no BatchNorm, hence no batch_stats.
+      {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})}, sep='/')
   converted = {}
   for key, value in arrays.items():
-    leaf = our_leaf(key, value)
+    leaf = our_leaf(key, value, arch)
     if leaf is None:
       continue
     path, value = leaf
@@ -143,4 +249,7 @@ def convert(state_dict: Mapping[str, object], arch: str,
   missing = sorted(set(expected) - set(converted))
   if missing:
     raise ValueError(f'the state dict lacks what our {arch} needs: {missing[:5]}...')
+  skipped = left_out(arrays, arch)
+  if skipped:
+    logging.info('Left out of %s: %s (%s)', arch, ', '.join(skipped), LEFT_OUT[arch][1])
   return model, traverse_util.unflatten_dict(jax.tree.map(jnp.asarray, converted), sep='/')

@@ -1,8 +1,9 @@
 """tf.data pipelines: each process reads its own slice of a split and yields numpy batches.
 
 Training batches: {'image': float32 [B, h, w, 3] normalised, 'label': int32 [B, h, w]}.
-Evaluation batches add 'mask' (bool [B]): False marks padding examples, so that every example of
-the split is counted exactly once whatever the batch size and number of processes.
+Evaluation batches, padded to the eval crop size, add 'size' (int32 [B, 2]: each image's height
+and width before padding) and 'mask' (bool [B]): False marks padding examples, so that every
+example of the split is counted exactly once whatever the batch size and number of processes.
 """
 
 from collections.abc import Iterator
@@ -110,18 +111,19 @@ def create_eval_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
     check = tf.debugging.Assert(fits, [
         'Evaluation image', _name(example, info), 'of size', tf.shape(image)[:2],
         'is larger than config.eval_crop_size', crop_size])
+    size = tf.shape(image)[:2]
     with tf.control_dependencies([check]):
       image, label = preprocessing.pad_to_size(image, label, crop_size, config.mean_rgb,
                                                config.ignore_label)
     image = tf.ensure_shape(preprocessing.normalize(image, config.mean_rgb, config.std_rgb),
                             [*crop_size, 3])
     label = tf.ensure_shape(label[..., 0], crop_size)
-    return {'image': image, 'label': label, 'mask': tf.constant(True)}
+    return {'image': image, 'label': label, 'size': size, 'mask': tf.constant(True)}
 
   padding = tf.data.Dataset.from_tensors({
       'image': tf.zeros([*crop_size, 3], tf.float32),
       'label': tf.fill(crop_size, tf.constant(config.ignore_label, tf.int32)),
-      'mask': tf.constant(False)}).repeat()
+      'size': tf.zeros([2], tf.int32), 'mask': tf.constant(False)}).repeat()
   ds = builder.as_dataset(split, shuffle_files=False).map(
       preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.concatenate(padding).take(num_batches * batch_size).batch(batch_size)

@@ -6,14 +6,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeplab_jax.models.layers import ConvBN, ModuleDef, resize_bilinear
+from deeplab_jax.models.layers import ConvBN, ModuleDef, SeparableConvBN, resize_bilinear
 
 
 class Decoder(nn.Module):
-  """Project low-level features to 48 channels, concat with the upsampled ASPP output, 2 x 3x3."""
+  """Project low-level features to 48 channels, concat with the upsampled ASPP output, 2 x 3x3.
+
+  `separable` makes the two 3x3 convolutions separable ones, as in the Xception model zoo.
+  """
   low_level_features: int = 48
   features: int = 256
   align_corners: bool = True
+  separable: bool = False
   norm: ModuleDef = nn.BatchNorm
   dtype: Any = None
 
@@ -23,5 +27,7 @@ class Decoder(nn.Module):
     low_level = conv(self.low_level_features, 1, name='low_level_projection')(low_level)
     x = resize_bilinear(x, low_level.shape[1:3], self.align_corners).astype(low_level.dtype)
     x = jnp.concatenate([x, low_level], axis=-1)
-    x = conv(self.features, 3, name='conv1')(x)
-    return conv(self.features, 3, name='conv2')(x)
+    for name in ('conv1', 'conv2'):
+      x = (SeparableConvBN(self.features, norm=self.norm, dtype=self.dtype, name=name)(x)
+           if self.separable else conv(self.features, 3, name=name)(x))
+    return x

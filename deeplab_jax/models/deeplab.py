@@ -1,5 +1,10 @@
-"""DeepLab v3 (backbone -> ASPP -> classifier) and v3+ (with the decoder), assembled from parts."""
+"""The DeepLab family assembled from parts: backbone -> context module -> [decoder] -> classifier.
 
+v1: VGG-16 -> LargeFOV (fc6, fc7) -> 1x1 classifier. v2: ResNet-101 -> ASPP-L classifier (atrous
+3x3 convs to class logits, summed). v3: -> ASPP -> 1x1 classifier. v3+: v3 with the decoder.
+"""
+
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -13,6 +18,20 @@ def classifier(num_classes: int, dtype: Any, name: str) -> AtrousConv:
   """The final 1x1 convolution to class logits, with bias."""
   return AtrousConv(num_classes, 1, use_bias=True, dtype=dtype,
                     kernel_init=nn.initializers.normal(0.01), name=name)
+
+
+class PyramidClassifier(nn.Module):
+  """DeepLab v2's ASPP-L: one 3x3 atrous convolution to class logits per rate, summed."""
+  num_classes: int
+  rates: Sequence[int] = (6, 12, 18, 24)
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return sum(AtrousConv(self.num_classes, 3, rate, use_bias=True, padding='SYMMETRIC',
+                          dtype=self.dtype, kernel_init=nn.initializers.normal(0.01),
+                          name=f'rate{rate}')(x)
+               for rate in self.rates)
 
 
 class AuxiliaryHead(nn.Module):
@@ -32,17 +51,21 @@ class AuxiliaryHead(nn.Module):
 class DeepLab(nn.Module):
   """Semantic segmentation: NHWC float images -> NHWC logits at the input resolution.
 
-  backbone, aspp and decoder are module factories (e.g. `functools.partial(ResNet, depth=50)`)
-  that receive the BatchNorm factory and compute dtype here; decoder=None gives DeepLab v3.
-  head_features > 0 adds a 3x3 conv before the classifier (torchvision's DeepLabHead).
-  aux_head_features > 0 adds torchvision's auxiliary head on `aux_feature`; its logits, at the
-  input resolution, are sown into the 'intermediates' collection as 'aux_logits'.
+  backbone, context and decoder are module factories (e.g. `functools.partial(ResNet,
+  depth=50)`) that receive the BatchNorm factory and compute dtype here; the context module
+  (ASPP, LargeFOV) is named by its factory's `name`. context=None feeds the backbone's features
+  to the classifier directly; decoder=None gives no decoder. head_features > 0 adds a 3x3 conv
+  before the classifier (torchvision's DeepLabHead). classifier_rates makes the classifier
+  ASPP-L (DeepLab v2) instead of a 1x1 conv. aux_head_features > 0 adds torchvision's auxiliary
+  head on `aux_feature`; its logits, at the input resolution, are sown into the 'intermediates'
+  collection as 'aux_logits'.
   """
   num_classes: int
   backbone: ModuleDef
-  aspp: ModuleDef
+  context: ModuleDef | None = None
   decoder: ModuleDef | None = None
   head_features: int = 0
+  classifier_rates: Sequence[int] = ()
   aux_head_features: int = 0
   low_level_feature: str = 'stage1'
   aux_feature: str = 'stage3'
@@ -58,12 +81,18 @@ class DeepLab(nn.Module):
                  dtype=self.dtype)
     size = images.shape[1:3]
     features = self.backbone(**parts, name='backbone')(images)
-    x = self.aspp(**parts, name='aspp')(features[self.final_feature], train)
+    x = features[self.final_feature]
+    if self.context is not None:
+      x = self.context(**parts)(x, train)
     if self.decoder is not None:
       x = self.decoder(**parts, name='decoder')(x, features[self.low_level_feature])
     if self.head_features:
       x = ConvBN(self.head_features, 3, **parts, name='head')(x)
-    logits = classifier(self.num_classes, self.dtype, 'classifier')(x)
+    if self.classifier_rates:
+      logits = PyramidClassifier(self.num_classes, tuple(self.classifier_rates), self.dtype,
+                                 name='classifier')(x)
+    else:
+      logits = classifier(self.num_classes, self.dtype, 'classifier')(x)
     if self.aux_head_features:
       aux_logits = AuxiliaryHead(self.num_classes, self.aux_head_features, **parts,
                                  name='aux_head')(features[self.aux_feature], train)

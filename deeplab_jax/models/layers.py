@@ -1,4 +1,5 @@
-"""Building blocks: atrous convolution, convolution + BatchNorm + ReLU, and bilinear resizing."""
+"""Building blocks: atrous (and depthwise) convolution, convolution + BatchNorm + activation,
+separable convolution, and bilinear resizing."""
 
 from collections.abc import Callable, Sequence
 import functools
@@ -28,12 +29,14 @@ class AtrousConv(nn.Module):
   """2-D convolution with an atrous rate: `lax.conv_general_dilated` with rhs_dilation=(rate, rate).
 
   NHWC inputs, HWIO kernel. padding is 'SAME' (XLA's) or 'SYMMETRIC' (see `symmetric_padding`);
-  the two agree for stride 1 and odd kernel sizes.
+  the two agree for stride 1 and odd kernel sizes. groups > 1 splits the channels into groups
+  convolved separately; groups == input channels == features is a depthwise convolution.
   """
   features: int
   kernel_size: int = 3
   rate: int = 1
   stride: int = 1
+  groups: int = 1
   use_bias: bool = False
   padding: str = 'SAME'
   dtype: Any = None
@@ -43,7 +46,7 @@ class AtrousConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel_size
-    kernel = self.param('kernel', self.kernel_init, (k, k, x.shape[-1], self.features),
+    kernel = self.param('kernel', self.kernel_init, (k, k, x.shape[-1] // self.groups, self.features),
                         self.param_dtype)
     bias = (self.param('bias', nn.initializers.zeros, (self.features,), self.param_dtype)
             if self.use_bias else None)
@@ -56,26 +59,50 @@ class AtrousConv(nn.Module):
       raise ValueError(f"padding must be 'SAME' or 'SYMMETRIC', got {self.padding!r}")
     y = lax.conv_general_dilated(
         x, kernel, window_strides=(self.stride, self.stride), padding=padding,
-        rhs_dilation=(self.rate, self.rate), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+        rhs_dilation=(self.rate, self.rate), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        feature_group_count=self.groups)
     return y + bias if bias is not None else y
 
 
 class ConvBN(nn.Module):
-  """AtrousConv (no bias) -> BatchNorm -> optional ReLU, the unit every DeepLab part is made of."""
+  """AtrousConv (no bias) -> BatchNorm -> activation, the unit every DeepLab part is made of."""
   features: int
   kernel_size: int = 3
   rate: int = 1
   stride: int = 1
-  relu: bool = True
+  groups: int = 1
+  activation: Callable[[jax.Array], jax.Array] | None = nn.relu
   norm: ModuleDef = nn.BatchNorm
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = AtrousConv(self.features, self.kernel_size, self.rate, self.stride, padding='SYMMETRIC',
-                   dtype=self.dtype, name='conv')(x)
+    x = AtrousConv(self.features, self.kernel_size, self.rate, self.stride, self.groups,
+                   padding='SYMMETRIC', dtype=self.dtype, name='conv')(x)
     x = self.norm(name='bn')(x)
-    return nn.relu(x) if self.relu else x
+    return self.activation(x) if self.activation else x
+
+
+class SeparableConvBN(nn.Module):
+  """Depthwise 3x3 (atrous, strided) conv + BN + ReLU, then pointwise 1x1 conv + BN + activation.
+
+  DeepLab v3+'s separable convolution (Xception, and optionally ASPP and the decoder): the
+  MobileNet design with BatchNorm and ReLU after the depthwise convolution as well.
+  """
+  features: int
+  rate: int = 1
+  stride: int = 1
+  activation: Callable[[jax.Array], jax.Array] | None = nn.relu
+  norm: ModuleDef = nn.BatchNorm
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    channels = x.shape[-1]
+    x = ConvBN(channels, 3, self.rate, self.stride, groups=channels, norm=self.norm,
+               dtype=self.dtype, name='depthwise')(x)
+    return ConvBN(self.features, 1, activation=self.activation, norm=self.norm, dtype=self.dtype,
+                  name='pointwise')(x)
 
 
 def batch_norm(train: bool, momentum: float, epsilon: float, dtype: Any) -> ModuleDef:
@@ -110,11 +137,54 @@ def interpolation_matrix(in_size: int, out_size: int, align_corners: bool) -> np
 
 
 def resize_bilinear(x: jax.Array, size: Sequence[int], align_corners: bool = True) -> jax.Array:
-  """Bilinearly resizes NHWC `x` to spatial `size` as two small matmuls (TPU friendly)."""
-  (in_h, in_w), (out_h, out_w) = x.shape[1:3], tuple(size)
-  if (in_h, in_w) == (out_h, out_w):
+  """Bilinearly resizes NHWC `x` to spatial `size`, one axis at a time.
+
+  With align_corners and an output of (input - 1) * k + 1 pixels (DeepLab's k * stride + 1
+  crops) an axis is upsampled by blending neighbour pairs with k fixed weights, a few flops per
+  output pixel; otherwise by a small matmul with `interpolation_matrix` (TPU friendly).
+  """
+  for axis, out_size in ((1, size[0]), (2, size[1])):
+    x = resize_axis(x, axis, out_size, align_corners)
+  return x
+
+
+def resize_axis(x: jax.Array, axis: int, out_size: int, align_corners: bool) -> jax.Array:
+  """`x` linearly resampled along `axis` (1 or 2 of NHWC) to `out_size` (see resize_bilinear)."""
+  in_size = x.shape[axis]
+  if in_size == out_size:
     return x
-  rows = jnp.asarray(interpolation_matrix(in_h, out_h, align_corners), x.dtype)
-  cols = jnp.asarray(interpolation_matrix(in_w, out_w, align_corners), x.dtype)
-  x = jnp.einsum('oh,nhwc->nowc', rows, x, precision=lax.Precision.HIGHEST)
-  return jnp.einsum('pw,nowc->nopc', cols, x, precision=lax.Precision.HIGHEST)
+  if align_corners and in_size > 1 and (out_size - 1) % (in_size - 1) == 0:
+    factor = (out_size - 1) // (in_size - 1)
+    weights = jnp.arange(factor, dtype=x.dtype) / factor
+    weights = weights.reshape((factor,) + (1,) * (x.ndim - axis - 1))
+    first = lax.slice_in_dim(x, 0, in_size - 1, axis=axis)
+    second = lax.slice_in_dim(x, 1, in_size, axis=axis)
+    blended = (jnp.expand_dims(first, axis + 1) * (1 - weights) +
+               jnp.expand_dims(second, axis + 1) * weights)
+    shape = x.shape[:axis] + ((in_size - 1) * factor,) + x.shape[axis + 1:]
+    last = lax.slice_in_dim(x, in_size - 1, in_size, axis=axis)
+    return jnp.concatenate([blended.reshape(shape), last], axis=axis)
+  matrix = jnp.asarray(interpolation_matrix(in_size, out_size, align_corners), x.dtype)
+  equation = 'oh,nhwc->nowc' if axis == 1 else 'ow,nhwc->nhoc'
+  return jnp.einsum(equation, matrix, x, precision=lax.Precision.HIGHEST)
+
+
+def atrous_units(strides: Sequence[int], output_stride: int,
+                 input_stride: int = 1) -> list[tuple[int, int]]:
+  """(stride, atrous rate) of each unit with nominal `strides`, capped at `output_stride`.
+
+  TF DeepLab's rule for Xception and MobileNet: once the output stride is reached a unit keeps
+  stride 1 and every later unit's rate grows by the stride it gave up; the unit that gives it up
+  still uses the rate before it. `input_stride` is the stride of the units' input.
+  """
+  if output_stride not in (8, 16, 32):
+    raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride}')
+  units, current_stride, rate = [], input_stride, 1
+  for stride in strides:
+    if current_stride * stride > output_stride:
+      units.append((1, rate))
+      rate *= stride
+    else:
+      units.append((stride, rate))
+      current_stride *= stride
+  return units

@@ -22,9 +22,9 @@ class BasicBlock(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
     y = conv(self.features, 3, self.rate, self.stride, name='conv1')(x)
-    y = conv(self.features, 3, self.rate, relu=False, name='conv2')(y)
+    y = conv(self.features, 3, self.rate, activation=None, name='conv2')(y)
     if x.shape != y.shape:
-      x = conv(self.features, 1, stride=self.stride, relu=False, name='shortcut')(x)
+      x = conv(self.features, 1, stride=self.stride, activation=None, name='shortcut')(x)
     return nn.relu(x + y)
 
 
@@ -42,9 +42,9 @@ class Bottleneck(nn.Module):
     conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
     y = conv(self.features, 1, name='conv1')(x)
     y = conv(self.features, 3, self.rate, self.stride, name='conv2')(y)
-    y = conv(self.features * 4, 1, relu=False, name='conv3')(y)
+    y = conv(self.features * 4, 1, activation=None, name='conv3')(y)
     if x.shape != y.shape:
-      x = conv(self.features * 4, 1, stride=self.stride, relu=False, name='shortcut')(x)
+      x = conv(self.features * 4, 1, stride=self.stride, activation=None, name='shortcut')(x)
     return nn.relu(x + y)
 
 

@@ -1,0 +1,38 @@
+"""DeepLab v3 on PASCAL VOC 2012 with MobileNetV2 (width 1.0) and the model zoo's mobile head.
+
+The mobile head is ASPP without atrous branches: a 1x1 branch and image pooling. Output stride
+16 (use --config.model.output_stride=8 for the denser, slower variant), crop 513, batch 16,
+lr 0.007 poly, 30k steps, weight decay 4e-5. Start from torchvision's ImageNet MobileNetV2 (see
+the README) with --config.init_from=DIR; it expects ImageNet normalisation, used here.
+"""
+
+from deeplab_jax import defaults
+
+
+def get_config():
+  config = defaults.get_config()
+  config.dataset = 'voc2012'
+  config.train_split = 'train_aug'
+  config.eval_split = 'validation'
+  config.crop_size = (513, 513)
+  config.eval_crop_size = (513, 513)
+  config.min_scale, config.max_scale = 0.5, 2.0
+  config.flip = True
+  config.mean_rgb, config.std_rgb = defaults.IMAGENET_MEAN_RGB, defaults.IMAGENET_STD_RGB
+
+  model = config.model
+  model.architecture = 'deeplabv3'
+  model.backbone = 'mobilenetv2'
+  model.num_classes = 21
+  model.output_stride = 16
+  model.atrous_rates = ()  # The mobile head: 1x1 branch and image pooling only.
+  model.width = 1.0
+
+  config.batch_size = 16
+  config.num_train_steps = 30_000
+  config.learning_rate = 0.007
+  config.lr_power = 0.9
+  config.momentum = 0.9
+  config.weight_decay = 4e-5
+  config.init_from = None  # A converted ImageNet MobileNetV2, e.g. /tmp/mobilenet_v2_imagenet.
+  return config

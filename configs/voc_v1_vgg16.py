@@ -1,0 +1,40 @@
+"""DeepLab v1 (DeepLab-LargeFOV) on PASCAL VOC 2012: VGG-16, output stride 8, fc6 at rate 12.
+
+The architecture of Chen et al. 2015: VGG-16 with pool4 and pool5 at stride 1, conv5 at atrous
+rate 2, fc6 a 3x3 atrous conv (rate 12, 1024 channels), fc7 1x1 (1024), dropout 0.5. Training
+follows the paper's batch 20, lr 0.001, momentum 0.9, weight decay 5e-4 and 6k steps, with our
+poly schedule instead of its step schedule. Add `--config.eval.crf=True` for the paper's DenseCRF.
+Start from torchvision's ImageNet VGG-16 (see the README) with --config.init_from=DIR.
+"""
+
+from deeplab_jax import defaults
+
+
+def get_config():
+  config = defaults.get_config()
+  config.dataset = 'voc2012'
+  config.train_split = 'train_aug'
+  config.eval_split = 'validation'
+  config.crop_size = (321, 321)  # 40 * 8 + 1.
+  config.eval_crop_size = (513, 513)
+  config.min_scale, config.max_scale = 0.5, 1.5
+  config.flip = True
+  config.mean_rgb, config.std_rgb = defaults.IMAGENET_MEAN_RGB, defaults.IMAGENET_STD_RGB
+
+  model = config.model
+  model.architecture = 'deeplabv1'
+  model.backbone = 'vgg16'
+  model.num_classes = 21
+  model.output_stride = 8
+  model.atrous_rates = (12,)  # fc6.
+  model.large_fov_features = 1024
+  model.dropout_rate = 0.5
+
+  config.batch_size = 20
+  config.num_train_steps = 6_000
+  config.learning_rate = 0.001
+  config.lr_power = 0.9
+  config.momentum = 0.9
+  config.weight_decay = 5e-4
+  config.init_from = None  # A converted ImageNet VGG-16, e.g. /tmp/vgg16_imagenet.
+  return config
