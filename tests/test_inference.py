@@ -1,10 +1,14 @@
-"""Multi-scale, flip and sliding-window inference against cases whose answers are known."""
+"""Multi-scale, flip, sliding-window and CRF inference against cases whose answers are known."""
 
 import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from deeplab_jax import crf
+from deeplab_jax import defaults
+from deeplab_jax import evaluate
 from deeplab_jax import inference
 
 NUM_CLASSES = 4
@@ -103,3 +107,30 @@ def test_multi_scale_averages_probabilities_of_each_scale():
   np.testing.assert_allclose(both, (half + whole) / 2, rtol=1e-6, atol=1e-7)
   np.testing.assert_allclose(jnp.sum(both, -1), 1.0, rtol=1e-5)
   assert not np.allclose(half, whole)
+
+
+def test_crf_refines_the_averaged_probabilities_of_the_real_pixels():
+  # predict with a CRF is the CRF applied to plain inference's probabilities, on the images'
+  # RGB pixels (normalised pixels * std + mean) and within each image's size before padding.
+  params = crf.CRFParams(iterations=2, bilateral_spatial_std=5.0, bilateral_colour_std=20.0)
+  model, batch = conv_model(random_kernel(3)), images()
+  sizes = jnp.array([[23, 31], [17, 20]])
+  mean, std = (100.0, 110.0, 120.0), (50.0, 60.0, 70.0)
+  got = inference.predict_probabilities(model, batch, crf=params, mean_rgb=mean, std_rgb=std,
+                                        sizes=sizes)
+  plain = inference.predict_probabilities(model, batch)
+  pixels = batch * jnp.asarray(std) + jnp.asarray(mean)
+  want = crf.dense_crf_batch(plain, pixels, params, sizes)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert np.abs(np.asarray(got) - np.asarray(plain))[0].max() > 1e-3  # The CRF did something.
+
+
+def test_eval_crf_config_gives_the_crf_options():
+  config = defaults.get_config()
+  assert evaluate.inference_options(config)['crf'] is None
+  config.eval.crf = True
+  config.eval.crf_params.iterations = 3
+  assert evaluate.inference_options(config)['crf'] == crf.CRFParams(iterations=3)
+  config.eval.crf_params.sigma = 1.0
+  with pytest.raises(ValueError, match=r"config.eval.crf_params: unknown \['sigma'\]"):
+    evaluate.inference_options(config)
