@@ -52,12 +52,13 @@ def main(argv):
   for _ in range(FLAGS.repeats):
     jax.block_until_ready(compiled(probabilities, images))
   per_image = (time.perf_counter() - start) / FLAGS.repeats / FLAGS.batch
-  capacity = min(math.ceil(params.vertices_per_pixel * FLAGS.size ** 2), 6 * FLAGS.size ** 2)
-  lattice_mib = capacity * FLAGS.classes * 4 / 2 ** 20
   memory = compiled.memory_analysis()
   temporaries = f'{memory.temp_size_in_bytes / 2 ** 30:.2f} GiB' if memory else 'unknown'
   features = crf.bilateral_features(images[0], params.bilateral_spatial_std,
                                     params.bilateral_colour_std)
+  room = math.ceil(params.vertices_per_pixel * FLAGS.size ** 2)
+  capacity = jax.eval_shape(lambda f: crf.build_lattice(f, room), features).neighbours.shape[-1]
+  lattice_mib = capacity * FLAGS.classes * 4 / 2 ** 20
   used = int(jax.jit(crf.build_lattice)(features).vertices.max()) + 1
   print(f'{FLAGS.size}x{FLAGS.size}x{FLAGS.classes}, {FLAGS.iterations} iterations, batch '
         f'{FLAGS.batch}, {params.vertices_per_pixel} vertices/pixel, on '

@@ -21,6 +21,7 @@ import numpy as np
 from deeplab_jax import sharding
 from deeplab_jax import train
 from deeplab_jax.models import create_model
+from deeplab_jax.models.cost import count_params
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A recipe file.', lock_config=True)
@@ -68,7 +69,7 @@ def main(argv):
       'image': rng.normal(size=(batch_size, *size, 3)).astype(np.float32),
       'label': rng.integers(0, config.model.num_classes, (batch_size, *size), dtype=np.int32),
   }, mesh)
-  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  num_params = count_params(state.params)
 
   train_step, train_compile, train_flops = compiled(
       train.jit_train_step(train.make_train_step(config), mesh), state, batch)

@@ -18,6 +18,7 @@ import torchvision
 
 from deeplab_jax.convert import __main__ as convert_main
 from deeplab_jax.convert import torchvision as tv_convert
+from deeplab_jax.models.cost import count_params
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('arch', list(tv_convert.RESNETS + tv_convert.DEEPLABV3),
@@ -90,7 +91,7 @@ def main(argv):
     with torch.no_grad():
       torch_seconds = seconds_per_call(reference, images) / FLAGS.batch_size
     jax_seconds = seconds_per_call(infer, variables, nhwc) / FLAGS.batch_size
-    ours_count = sum(x.size for x in jax.tree.leaves(variables['params']))
+    ours_count = count_params(variables['params'])
     torch_count = sum(p.numel() for p in reference.parameters())
     print(f'{arch:>20}: max|diff|/max|logit| {error:.2e}, argmax agreement {agreement:.4%}, '
           f'params {ours_count:,} (torchvision {torch_count:,}); s/image: torchvision '

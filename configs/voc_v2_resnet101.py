@@ -11,14 +11,9 @@ from deeplab_jax import defaults
 
 
 def get_config():
-  config = defaults.get_config()
-  config.dataset = 'voc2012'
-  config.train_split = 'train_aug'
-  config.eval_split = 'validation'
+  config = defaults.get_config()  # VOC 2012: train_aug -> validation, eval crop 513, flip.
   config.crop_size = (321, 321)  # 40 * 8 + 1.
-  config.eval_crop_size = (513, 513)
   config.min_scale, config.max_scale = 0.5, 1.5
-  config.flip = True
   config.mean_rgb, config.std_rgb = defaults.IMAGENET_MEAN_RGB, defaults.IMAGENET_STD_RGB
 
   model = config.model

@@ -11,14 +11,8 @@ from deeplab_jax import defaults
 
 
 def get_config():
+  # The defaults are VOC 2012's data: train_aug -> validation, crop 513, scale 0.5-2.0, flip.
   config = defaults.get_config()
-  config.dataset = 'voc2012'
-  config.train_split = 'train_aug'
-  config.eval_split = 'validation'
-  config.crop_size = (513, 513)
-  config.eval_crop_size = (513, 513)
-  config.min_scale, config.max_scale = 0.5, 2.0
-  config.flip = True
 
   model = config.model
   model.architecture = 'deeplabv3plus'

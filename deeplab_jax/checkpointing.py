@@ -36,9 +36,10 @@ def restore_latest(manager: ocp.CheckpointManager, state: Any,
   step = manager.latest_step() if step is None else step
   if step is None:
     return state, 0
-  if step not in manager.all_steps():
+  steps = manager.all_steps()
+  if step not in steps:
     raise ValueError(f'No checkpoint of step {step} in {manager.directory}; there are '
-                     f'{sorted(manager.all_steps())}')
+                     f'{sorted(steps)}')
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   logging.info('Restoring checkpoint of step %d from %s', step, manager.directory)
   return manager.restore(step, args=ocp.args.StandardRestore(target)), step

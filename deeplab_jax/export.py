@@ -82,16 +82,15 @@ def export_savedmodel(config, model, variables, directory: str) -> None:
   def serving_default(image):
     size = tf.shape(image)[:2]
     fitted_size = fit_within(size, (height, width))
-    pixels = tf.cond(tf.reduce_all(fitted_size == size),
-                     lambda: tf.cast(image, tf.float32),
+    fits = tf.reduce_all(fitted_size == size)
+    pixels = tf.cond(fits, lambda: tf.cast(image, tf.float32),
                      lambda: tf.image.resize(image, fitted_size, antialias=True))
     padding = [[0, height - fitted_size[0]], [0, width - fitted_size[1]], [0, 0]]
     pixels = tf.pad(pixels - mean, padding) + mean  # Pad with the mean pixel, as in evaluation.
     _, probabilities = serve(tf.ensure_shape(pixels, [height, width, 3])[None],
                              fitted_size[None])
     probabilities = probabilities[0, :fitted_size[0], :fitted_size[1]]
-    probabilities = tf.cond(tf.reduce_all(fitted_size == size),
-                            lambda: probabilities,
+    probabilities = tf.cond(fits, lambda: probabilities,
                             lambda: tf.image.resize(probabilities, size))
     return {'labels': tf.argmax(probabilities, axis=-1, output_type=tf.int32),
             'probabilities': probabilities}

@@ -84,7 +84,7 @@ def predict_files(config, workdir: str, files: list[str], output: str) -> list[s
   info = datasets.get(config.dataset, config)
   model = create_model(config.model)
   state, step = train.restore_checkpoint(config, model, workdir, sharding.create_mesh())
-  variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}  # Stay on device.
   predict_fn = make_predict_fn(config, model)
   os.makedirs(output, exist_ok=True)
   logging.info('Segmenting %d images with the checkpoint of step %d', len(files), step)

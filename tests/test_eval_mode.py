@@ -9,22 +9,17 @@ import numpy as np
 import pytest
 
 from conftest import tiny_shapes_config
-from deeplab_jax import checkpointing
+from deeplab_jax import export
 from deeplab_jax import metrics
-from deeplab_jax import sharding
 from deeplab_jax import train
 from deeplab_jax.data import datasets
-from deeplab_jax.models import create_model
 
 
 def numpy_evaluation(config, workdir, step) -> float:
   """mIoU of checkpoint `step`, one example at a time, padded as the eval pipeline pads."""
-  model = create_model(config.model)
-  mesh = sharding.create_mesh()
-  manager = checkpointing.create_manager(workdir, 3)
-  state, _ = checkpointing.restore_latest(
-      manager, train.create_train_state(config, model, mesh, 0), step)
-  variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+  config = config.copy_and_resolve_references()
+  config.eval.checkpoint_step = step
+  model, variables = export.restore_variables(config, workdir)
   info = datasets.get('shapes')
   builder = datasets.prepare_builder(info, config.data_dir)
   matrix = np.zeros((4, 4), np.int64)

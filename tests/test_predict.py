@@ -5,17 +5,13 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 from PIL import Image
 
 from conftest import REPO
-from deeplab_jax import checkpointing
+from deeplab_jax import export
 from deeplab_jax import predict
-from deeplab_jax import sharding
-from deeplab_jax import train
 from deeplab_jax.data import datasets
-from deeplab_jax.models import create_model
 
 
 def test_padded_sizes():
@@ -64,11 +60,7 @@ def test_predict_command(tiny_checkpoint, shapes_dir, tmp_path):
     assert overlay.size == (50, 40)
 
   # The label PNG holds the model's argmax, computed here directly.
-  model = create_model(config.model)
-  manager = checkpointing.create_manager(workdir, 3)
-  state, _ = checkpointing.restore_latest(
-      manager, train.create_train_state(config, model, sharding.create_mesh(), 0))
-  variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+  model, variables = export.restore_variables(config, workdir)
   logits = model.apply(variables, (whole[None].astype(np.float32) - 127.5) / 127.5, train=False)
   with Image.open(output / 'whole.png') as mask:
     np.testing.assert_array_equal(np.asarray(mask), np.argmax(logits[0], -1))

@@ -15,10 +15,10 @@ import os
 import sys
 
 from absl import logging
-import jax
 
 from deeplab_jax import checkpointing
 from deeplab_jax.convert import torchvision
+from deeplab_jax.models.cost import count_params
 
 
 def load_torch_state_dict(path: str) -> dict:
@@ -56,7 +56,7 @@ def convert_torchvision(args: argparse.Namespace) -> None:
         args.arch, model.num_classes, bool(model.aux_head_features)).to_dict()
   with open(os.path.join(args.output, 'model.json'), 'w') as file:
     json.dump(description, file, indent=2)
-  count = sum(x.size for x in jax.tree.leaves(variables['params']))
+  count = count_params(variables['params'])
   print(f'Wrote {args.arch} ({count:,} parameters) to {args.output}; start a run from it with '
         f'--config.init_from={args.output}')
 

@@ -232,8 +232,7 @@ def convert(state_dict: Mapping[str, object], arch: str,
 
   shapes = jax.eval_shape(
       lambda: model.init(jax.random.key(0), jnp.zeros((1, 65, 65, 3)), train=False))
-  expected = traverse_util.flatten_dict(  # VGG-16 has no BatchNorm, hence no batch_stats.
-      {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})}, sep='/')
+  expected = traverse_util.flatten_dict(shapes, sep='/')  # params and batch_stats (if any).
   converted = {}
   for key, value in arrays.items():
     leaf = our_leaf(key, value, arch)

@@ -107,11 +107,10 @@ def create_eval_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
                                                image.shape[1] > crop_size[1]):
       raise ValueError(f'{info.name} images are {image.shape[0]}x{image.shape[1]}, larger than '
                        f'config.eval_crop_size={crop_size}')
-    fits = tf.reduce_all(tf.shape(image)[:2] <= crop_size)
-    check = tf.debugging.Assert(fits, [
-        'Evaluation image', _name(example, info), 'of size', tf.shape(image)[:2],
-        'is larger than config.eval_crop_size', crop_size])
     size = tf.shape(image)[:2]
+    check = tf.debugging.Assert(tf.reduce_all(size <= crop_size), [
+        'Evaluation image', _name(example, info), 'of size', size,
+        'is larger than config.eval_crop_size', crop_size])
     with tf.control_dependencies([check]):
       image, label = preprocessing.pad_to_size(image, label, crop_size, config.mean_rgb,
                                                config.ignore_label)

@@ -11,14 +11,22 @@ import tensorflow as tf
 
 def check_labels(label: tf.Tensor, num_classes: int, ignore_label: int,
                  file_name: tf.Tensor) -> tf.Tensor:
-  """Returns `label`, failing (with the file named) if a value is neither a class nor ignored."""
-  bad = tf.boolean_mask(label, (label >= num_classes) & (label != ignore_label) | (label < 0))
-  check = tf.debugging.Assert(
-      tf.size(bad) == 0,
-      ['Label values that are neither a class id (0 ..', num_classes - 1, ') nor the ignore '
-       'value', ignore_label, 'in', file_name, ': first ones', bad[:5]], summarize=5)
-  with tf.control_dependencies([check]):
-    return tf.identity(label)
+  """Returns `label`, failing (with the file named) if a value is neither a class nor ignored.
+
+  The offending values are gathered, for the message, only when there are some.
+  """
+  invalid = (label >= num_classes) & (label != ignore_label) | (label < 0)
+
+  def fail():
+    bad = tf.boolean_mask(label, invalid)
+    check = tf.debugging.Assert(
+        False,
+        ['Label values that are neither a class id (0 ..', num_classes - 1, ') nor the ignore '
+         'value', ignore_label, 'in', file_name, ': first ones', bad[:5]], summarize=5)
+    with tf.control_dependencies([check]):
+      return tf.identity(label)
+
+  return tf.cond(tf.reduce_any(invalid), fail, lambda: label)
 
 
 def random_scale(image: tf.Tensor, label: tf.Tensor, min_scale: float, max_scale: float,

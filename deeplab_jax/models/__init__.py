@@ -17,36 +17,26 @@ from deeplab_jax.models.xception import Xception65
 
 ARCHITECTURES = ('deeplabv1', 'deeplabv2', 'deeplabv3', 'deeplabv3plus')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'vgg16', 'vgg16_bn', 'xception65',
-             'mobilenetv2')
+# Backbones besides the ResNets: factories of output_stride and width.
+OTHER_BACKBONES = {'vgg16': VGG16, 'vgg16_bn': functools.partial(VGG16, batch_norm=True),
+                   'xception65': Xception65, 'mobilenetv2': MobileNetV2}
+BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', *OTHER_BACKBONES)
 # The (low-level at stride 4, auxiliary, final) features of each backbone family.
 FEATURES = {'resnet': ('stage1', 'stage3', 'stage4'), 'vgg16': ('pool2', 'pool4', 'pool5'),
             'xception65': ('low_level', 'middle_flow', 'exit_flow'),
             'mobilenetv2': ('stage2', 'stage5', 'stage7')}
 
 
-def backbone_family(name: str) -> str:
-  """'resnet', 'vgg16', 'xception65' or 'mobilenetv2', the key of FEATURES for `name`."""
-  depth, _, stem = name.removeprefix('resnet').partition('_')
-  if name.startswith('resnet') and depth.isdigit() and stem in ('', 'beta'):
-    return 'resnet'
-  if name in ('vgg16', 'vgg16_bn', 'xception65', 'mobilenetv2'):
-    return name.removesuffix('_bn')
-  raise ValueError(f'model.backbone: unknown backbone {name!r}; expected one of {BACKBONES}, '
-                   "a ResNet optionally with the suffix '_beta'")
-
-
 def create_backbone(config: ml_collections.ConfigDict) -> functools.partial:
   """A backbone factory from `config.backbone`, e.g. 'resnet101', 'resnet101_beta' or 'vgg16'."""
-  name, family = config.backbone, backbone_family(config.backbone)
+  name = config.backbone
   common = dict(output_stride=config.output_stride, width=config.width)
-  if family == 'vgg16':
-    return functools.partial(VGG16, batch_norm=name == 'vgg16_bn', **common)
-  if family == 'xception65':
-    return functools.partial(Xception65, **common)
-  if family == 'mobilenetv2':
-    return functools.partial(MobileNetV2, **common)
+  if name in OTHER_BACKBONES:
+    return functools.partial(OTHER_BACKBONES[name], **common)
   depth, _, stem = name.removeprefix('resnet').partition('_')
+  if not name.startswith('resnet') or not depth.isdigit() or stem not in ('', 'beta'):
+    raise ValueError(f'model.backbone: unknown backbone {name!r}; expected one of {BACKBONES}, '
+                     "a ResNet optionally with the suffix '_beta'")
   return functools.partial(
       ResNet, depth=int(depth), stem=stem or 'standard',
       multi_grid=tuple(config.multi_grid) if config.multi_grid else None,
@@ -83,8 +73,10 @@ def create_model(config: ml_collections.ConfigDict) -> DeepLab:
                                 features=config.decoder_features,
                                 align_corners=config.align_corners,
                                 separable=config.separable_conv)
-  low_level, aux, final = FEATURES[backbone_family(config.backbone)]
-  return DeepLab(num_classes=config.num_classes, backbone=create_backbone(config),
+  backbone = create_backbone(config)
+  family = 'resnet' if config.backbone.startswith('resnet') else config.backbone.removesuffix('_bn')
+  low_level, aux, final = FEATURES[family]
+  return DeepLab(num_classes=config.num_classes, backbone=backbone,
                  context=create_context(config), decoder=decoder,
                  head_features=config.head_features,
                  classifier_rates=(tuple(config.atrous_rates)

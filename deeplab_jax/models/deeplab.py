@@ -14,10 +14,11 @@ import jax.numpy as jnp
 from deeplab_jax.models.layers import AtrousConv, ConvBN, ModuleDef, batch_norm, resize_bilinear
 
 
-def classifier(num_classes: int, dtype: Any, name: str) -> AtrousConv:
-  """The final 1x1 convolution to class logits, with bias."""
-  return AtrousConv(num_classes, 1, use_bias=True, dtype=dtype,
-                    kernel_init=nn.initializers.normal(0.01), name=name)
+def classifier(num_classes: int, dtype: Any, name: str, kernel_size: int = 1,
+               rate: int = 1) -> AtrousConv:
+  """A convolution to class logits, with bias: the final 1x1 one, or a branch of ASPP-L."""
+  return AtrousConv(num_classes, kernel_size, rate, use_bias=True, padding='SYMMETRIC',
+                    dtype=dtype, kernel_init=nn.initializers.normal(0.01), name=name)
 
 
 class PyramidClassifier(nn.Module):
@@ -28,9 +29,7 @@ class PyramidClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    return sum(AtrousConv(self.num_classes, 3, rate, use_bias=True, padding='SYMMETRIC',
-                          dtype=self.dtype, kernel_init=nn.initializers.normal(0.01),
-                          name=f'rate{rate}')(x)
+    return sum(classifier(self.num_classes, self.dtype, f'rate{rate}', 3, rate)(x)
                for rate in self.rates)
 
 

@@ -15,6 +15,11 @@ ModuleDef = Any
 he_normal = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
+def scaled_channels(channels: int, width: float) -> int:
+  """`channels` times a width multiplier, rounded, at least 1."""
+  return max(1, round(channels * width))
+
+
 def symmetric_padding(kernel_size: int, rate: int) -> tuple[int, int]:
   """Padding of a dilated kernel that is equal on both sides whatever the stride.
 

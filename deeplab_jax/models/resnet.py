@@ -6,7 +6,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from deeplab_jax.models.layers import ConvBN, ModuleDef
+from deeplab_jax.models.layers import ConvBN, ModuleDef, scaled_channels
 
 
 class BasicBlock(nn.Module):
@@ -107,7 +107,7 @@ class ResNet(nn.Module):
     if self.depth not in RESNETS:
       raise ValueError(f'ResNet depth must be one of {sorted(RESNETS)}, got {self.depth}')
     block, stage_sizes = RESNETS[self.depth]
-    channels = lambda c: max(1, round(c * self.width))
+    channels = lambda c: scaled_channels(c, self.width)
     conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
     if self.stem == 'standard':
       x = conv(channels(64), 7, stride=2, name='stem_conv')(x)

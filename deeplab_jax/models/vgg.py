@@ -5,7 +5,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from deeplab_jax.models.layers import AtrousConv, ConvBN, ModuleDef
+from deeplab_jax.models.layers import (AtrousConv, ConvBN, ModuleDef, atrous_units,
+                                       scaled_channels)
 
 STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (channels, 3x3 convs) per stage.
 
@@ -46,17 +47,15 @@ class VGG16(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-    if self.output_stride not in (8, 16, 32):
-      raise ValueError(f'output_stride must be 8, 16 or 32, got {self.output_stride}')
-    features, stride, rate = {}, 1, 1
-    for stage, (channels, num_convs) in enumerate(STAGES, start=1):
+    features = {}
+    pools = atrous_units([2] * len(STAGES), self.output_stride)
+    for stage, ((channels, num_convs), (pool_stride, rate)) in enumerate(zip(STAGES, pools),
+                                                                          start=1):
       for index in range(1, num_convs + 1):
-        x = ConvReLU(max(1, round(channels * self.width)), 3, rate, self.batch_norm, self.norm,
+        x = ConvReLU(scaled_channels(channels, self.width), 3, rate, self.batch_norm, self.norm,
                      self.dtype, name=f'conv{stage}_{index}')(x)
-      pool_stride = 2 if stride * 2 <= self.output_stride else 1
       x = nn.max_pool(x, (3, 3), strides=(pool_stride, pool_stride), padding=((1, 1), (1, 1)))
       features[f'pool{stage}'] = x
-      stride, rate = stride * pool_stride, rate * (2 // pool_stride)
     return features
 
 

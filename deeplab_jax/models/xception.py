@@ -6,7 +6,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from deeplab_jax.models.layers import ConvBN, ModuleDef, SeparableConvBN, atrous_units
+from deeplab_jax.models.layers import (ConvBN, ModuleDef, SeparableConvBN, atrous_units,
+                                       scaled_channels)
 
 # (name, channels of the three separable convs, stride, shortcut) of every Xception-65 block.
 ENTRY_FLOW = (('entry_block1', (128, 128, 128), 2, 'conv'),
@@ -71,7 +72,7 @@ class Xception65(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-    channels = lambda c: max(1, round(c * self.width))
+    channels = lambda c: scaled_channels(c, self.width)
     conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
     x = conv(channels(32), 3, stride=2, name='stem_conv1')(x)
     x = conv(channels(64), 3, name='stem_conv2')(x)

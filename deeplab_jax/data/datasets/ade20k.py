@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 
 from deeplab_jax.data.datasets import downloads
 from deeplab_jax.data.datasets.errors import DataError
+from deeplab_jax.data.datasets.features import segmentation_features
 
 ARCHIVE = 'ADEChallengeData2016.zip'
 URL = f'http://data.csail.mit.edu/places/ADEchallenge/{ARCHIVE}'
@@ -123,12 +124,7 @@ class Ade20kSegmentation(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
         description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'segmentation_mask': tfds.features.Image(shape=(None, None, 1),
-                                                     encoding_format='png'),
-            'file_name': tfds.features.Text(),
-        }),
+        features=segmentation_features('jpeg'),
         supervised_keys=('image', 'segmentation_mask'),
         homepage='http://sceneparsing.csail.mit.edu/')
 

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from deeplab_jax.data.datasets.errors import DataError
+from deeplab_jax.data.datasets.errors import DataError, check_label_values
+from deeplab_jax.data.datasets.features import segmentation_features
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
 
@@ -98,11 +99,7 @@ def read_example(image_path: str, label_path: str, num_classes: int,
   if label.shape != image.shape[:2]:
     raise DataError(f'{label_path}: label is {label.shape[1]}x{label.shape[0]} but its image '
                       f'{image_path} is {image.shape[1]}x{image.shape[0]}')
-  values = np.unique(label)
-  bad = values[(values >= num_classes) & (values != ignore_value)]
-  if bad.size:
-    raise DataError(f'{label_path}: label value(s) {bad.tolist()} are neither a class id '
-                      f'(0..{num_classes - 1}) nor the ignore value {ignore_value}')
+  check_label_values(label, num_classes, ignore_value, label_path)
   return image, label[..., None]
 
 
@@ -138,13 +135,7 @@ class SegmentationFolder(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
         description=__doc__,
-        features=tfds.features.FeaturesDict({
-            # PNG keeps the pixels exactly as decoded from the user's files.
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='png'),
-            'segmentation_mask': tfds.features.Image(shape=(None, None, 1),
-                                                     encoding_format='png'),
-            'file_name': tfds.features.Text(),
-        }),
+        features=segmentation_features('png'),  # PNG keeps the decoded pixels exactly.
         supervised_keys=('image', 'segmentation_mask'))
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):

@@ -15,7 +15,8 @@ import scipy.io
 import tensorflow_datasets as tfds
 
 from deeplab_jax.data.datasets import downloads
-from deeplab_jax.data.datasets.errors import DataError
+from deeplab_jax.data.datasets.errors import DataError, check_label_values
+from deeplab_jax.data.datasets.features import segmentation_features
 
 CLASS_NAMES = (
     'background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
@@ -92,11 +93,7 @@ def checked_label(image_path: epath.Path, label_path: epath.Path) -> np.ndarray:
   if label.shape != (height, width):
     raise DataError(f'{label_path}: label is {label.shape} but its image {image_path} is '
                     f'{(height, width)}')
-  values = np.unique(label)
-  bad = values[((values < 0) | (values >= len(CLASS_NAMES))) & (values != IGNORE_VALUE)]
-  if bad.size:
-    raise DataError(f'{label_path}: label value(s) {bad.tolist()} are neither a class id '
-                    f'(0..{len(CLASS_NAMES) - 1}) nor the ignore value {IGNORE_VALUE}')
+  check_label_values(label, len(CLASS_NAMES), IGNORE_VALUE, label_path)
   return label.astype(np.uint8)[..., None]
 
 
@@ -110,12 +107,7 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
         description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'segmentation_mask': tfds.features.Image(shape=(None, None, 1),
-                                                     encoding_format='png'),
-            'file_name': tfds.features.Text(),
-        }),
+        features=segmentation_features('jpeg'),
         supervised_keys=('image', 'segmentation_mask'),
         homepage='http://host.robots.ox.ac.uk/pascal/VOC/voc2012/')
 
