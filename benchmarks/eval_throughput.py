@@ -14,10 +14,11 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
+from deeplab_jax import checkpointing
 from deeplab_jax import evaluate
-from deeplab_jax import train
-from deeplab_jax.data import input_pipeline
-from deeplab_jax.models import create_model
+from deeplab_jax import experiment
+from deeplab_jax import metrics
+from deeplab_jax import runtime
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'The recipe the checkpoint was trained with.',
@@ -29,21 +30,17 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
-  if FLAGS.cpu_devices:
-    jax.config.update('jax_num_cpu_devices', FLAGS.cpu_devices)
+  runtime.initialize(FLAGS.cpu_devices)
   config = FLAGS.config
-  info, builder, mesh = train.prepare(config)
-  model = create_model(config.model)
-  state, step = train.restore_checkpoint(config, model, FLAGS.workdir, mesh)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  eval_step = train.create_eval_step(config, model, info, mesh)
-  eval_ds, _ = input_pipeline.create_eval_dataset(config, info, builder)
+  info, builder, mesh = experiment.prepare(config)
+  model, variables, step = checkpointing.restore_model(config, FLAGS.workdir, mesh)
+  evaluator = evaluate.Evaluator(config, info, builder, model, mesh)
   num_images = builder.info.splits[config.eval_split].num_examples
   for attempt in ('compile', 'timed'):
     start = time.perf_counter()
-    matrix, _ = evaluate.evaluate(eval_step, variables, input_pipeline.as_numpy(eval_ds), mesh)
+    matrix, _ = evaluator.run(variables)
     seconds = time.perf_counter() - start
-  summary = evaluate.summarize(matrix, info.class_names)
+  summary = metrics.summarize(matrix, info.class_names)
   print(f'step {step}, {num_images} images of {config.eval_split!r}, scales '
         f'{tuple(config.eval.scales)}, flip {config.eval.flip}, {jax.device_count()} device(s): '
         f'{num_images / seconds:.1f} images/s ({attempt} pass {seconds:.2f} s), '

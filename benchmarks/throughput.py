@@ -18,8 +18,10 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
+from deeplab_jax import runtime
 from deeplab_jax import sharding
 from deeplab_jax import train
+from deeplab_jax import train_state
 from deeplab_jax.models import create_model
 from deeplab_jax.models.cost import count_params
 
@@ -53,8 +55,7 @@ def compiled(jitted, *args):
 
 def main(argv):
   del argv
-  if FLAGS.cpu_devices:
-    jax.config.update('jax_num_cpu_devices', FLAGS.cpu_devices)
+  runtime.initialize(FLAGS.cpu_devices)
   config = FLAGS.config
   height, _, width = FLAGS.image_size.partition('x')
   size = (int(height), int(width or height))
@@ -63,16 +64,17 @@ def main(argv):
     config.crop_size = size
   mesh = sharding.create_mesh()
   model = create_model(config.model)
-  state = train.create_train_state(config, model, mesh, seed=0)
+  state = train_state.create_train_state(config, model, mesh, seed=0)
   rng = np.random.default_rng(0)
   batch = sharding.shard_batch({
-      'image': rng.normal(size=(batch_size, *size, 3)).astype(np.float32),
+      'image': rng.integers(0, 256, (batch_size, *size, 3), dtype=np.uint8),
       'label': rng.integers(0, config.model.num_classes, (batch_size, *size), dtype=np.int32),
+      'box': np.tile(np.array([0, 0, *size], np.int32), (batch_size, 1)),
   }, mesh)
   num_params = count_params(state.params)
 
   train_step, train_compile, train_flops = compiled(
-      train.jit_train_step(train.make_train_step(config), mesh), state, batch)
+      train.jit_train_step(train.make_train_step(config, model), mesh), state, batch)
   # The step donates its state: thread it through the timed calls.
   holder = [state]
 
@@ -82,7 +84,7 @@ def main(argv):
 
   train_seconds = timed(step, batch, steps=FLAGS.steps)
 
-  variables = {'params': holder[0].params, 'batch_stats': holder[0].batch_stats}
+  variables = holder[0].variables
   infer = jax.jit(lambda v, x: jnp.argmax(model.apply(v, x, train=False), -1))
   infer, infer_compile, infer_flops = compiled(infer, variables, batch['image'])
   infer_seconds = timed(infer, variables, batch['image'], steps=FLAGS.steps)

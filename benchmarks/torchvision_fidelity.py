@@ -19,9 +19,10 @@ import torchvision
 from deeplab_jax.convert import __main__ as convert_main
 from deeplab_jax.convert import torchvision as tv_convert
 from deeplab_jax.models.cost import count_params
+from deeplab_jax.models.normalization import IMAGENET
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('arch', list(tv_convert.RESNETS + tv_convert.DEEPLABV3),
+flags.DEFINE_list('arch', [*tv_convert.RESNETS, *tv_convert.DEEPLABV3],
                   'Architectures to compare.')
 flags.DEFINE_string('input', None, 'A .pth state dict to use instead of random weights.')
 flags.DEFINE_integer('height', 257, 'Image height.')
@@ -69,7 +70,7 @@ def main(argv):
     else:
       state_dict = random_state_dict(arch)
     model, variables = tv_convert.convert(state_dict, arch)
-    is_resnet = arch.startswith('resnet')
+    is_resnet = arch in tv_convert.RESNETS
     num_classes = (variables['params']['backbone']['logits']['bias'].shape[0] if is_resnet
                    else model.num_classes)
     reference = torchvision_model(arch, num_classes,
@@ -77,13 +78,17 @@ def main(argv):
     reference.load_state_dict(state_dict)
     reference.eval()
 
-    images = torch.randn(FLAGS.batch_size, 3, FLAGS.height, FLAGS.width)
+    # Raw pixels for ours, which normalises them; torchvision's models take them normalised.
+    pixels = torch.randint(0, 256, (FLAGS.batch_size, 3, FLAGS.height, FLAGS.width)).float()
+    mean, std = (torch.tensor(v).reshape(1, 3, 1, 1) for v in (IMAGENET.mean_rgb,
+                                                               IMAGENET.std_rgb))
+    images = (pixels - mean) / std
     with torch.no_grad():
       expected = reference(images)
     expected = expected.numpy() if is_resnet else expected['out'].numpy().transpose(0, 2, 3, 1)
     pick = (lambda out: out['logits']) if is_resnet else (lambda out: out)
     infer = jax.jit(lambda v, x: pick(model.apply(v, x, train=False)))
-    nhwc = images.numpy().transpose(0, 2, 3, 1)
+    nhwc = pixels.numpy().transpose(0, 2, 3, 1)
     ours = np.asarray(infer(variables, nhwc))
 
     error = np.abs(ours - expected).max() / np.abs(expected).max()

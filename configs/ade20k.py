@@ -22,7 +22,6 @@ def get_config():
   config.eval_crop_size = (2049, 2049)
   config.min_scale, config.max_scale = 0.5, 2.0
   config.flip = True
-  config.mean_rgb, config.std_rgb = defaults.IMAGENET_MEAN_RGB, defaults.IMAGENET_STD_RGB
 
   model = config.model
   model.architecture = 'deeplabv3plus'

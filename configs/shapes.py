@@ -23,6 +23,9 @@ def get_config():
   model.low_level_features = 32
   model.decoder_features = 64
   model.bn_momentum = 0.9  # Short training: running statistics must catch up quickly.
+  # Pixels scaled to [-1, 1], as this recipe has always trained (so its checkpoints still
+  # predict the same), not the ImageNet statistics of the ResNet-18 entry: no pretrained weights.
+  model.mean_rgb = model.std_rgb = (127.5, 127.5, 127.5)
 
   config.batch_size = 16
   config.num_train_steps = 1_500

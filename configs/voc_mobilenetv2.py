@@ -3,7 +3,7 @@
 The mobile head is ASPP without atrous branches: a 1x1 branch and image pooling. Output stride
 16 (use --config.model.output_stride=8 for the denser, slower variant), crop 513, batch 16,
 lr 0.007 poly, 30k steps, weight decay 4e-5. Start from torchvision's ImageNet MobileNetV2 (see
-the README) with --config.init_from=DIR; it expects ImageNet normalisation, used here.
+the README) with --config.init_from=DIR; the model normalises pixels as its weights expect.
 """
 
 from deeplab_jax import defaults
@@ -12,7 +12,6 @@ from deeplab_jax import defaults
 def get_config():
   # The defaults are VOC 2012's data: train_aug -> validation, crop 513, scale 0.5-2.0, flip.
   config = defaults.get_config()
-  config.mean_rgb, config.std_rgb = defaults.IMAGENET_MEAN_RGB, defaults.IMAGENET_STD_RGB
 
   model = config.model
   model.architecture = 'deeplabv3'

@@ -14,7 +14,6 @@ def get_config():
   config = defaults.get_config()  # VOC 2012: train_aug -> validation, eval crop 513, flip.
   config.crop_size = (321, 321)  # 40 * 8 + 1.
   config.min_scale, config.max_scale = 0.5, 1.5
-  config.mean_rgb, config.std_rgb = defaults.IMAGENET_MEAN_RGB, defaults.IMAGENET_STD_RGB
 
   model = config.model
   model.architecture = 'deeplabv2'

@@ -1,5 +1,6 @@
 """Orbax checkpoints of the train state: async saves, restore onto the current shardings,
-and a save when the job is told to stop (SIGTERM on a preempted TPU VM, or Ctrl-C). Also the
+and a save when the job is told to stop (SIGTERM on a preempted TPU VM, or Ctrl-C). Serving
+restores the model variables of a train checkpoint alone (`restore_model`). Also the
 stand-alone model variables that converted or pretrained weights are kept as.
 
 All Orbax calls live here, so a move to Orbax's v1 API touches this file only.
@@ -13,16 +14,32 @@ from typing import Any
 from absl import logging
 from etils import epath
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+
+from deeplab_jax import sharding
+from deeplab_jax.models import abstract_variables, create_model
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
 
 
 def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   """Checkpoints under <workdir>/checkpoints, saved asynchronously, `max_to_keep` kept."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                               options=options)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def _checked_step(manager: ocp.CheckpointManager, step: int | None) -> int | None:
+  """`step` (default: the latest, None if there is none), which must have a checkpoint."""
+  step = manager.latest_step() if step is None else step
+  if step is not None and step not in manager.all_steps():
+    raise ValueError(f'No checkpoint of step {step} in {manager.directory}; there are '
+                     f'{sorted(manager.all_steps())}')
+  return step
 
 
 def restore_latest(manager: ocp.CheckpointManager, state: Any,
@@ -33,16 +50,45 @@ def restore_latest(manager: ocp.CheckpointManager, state: Any,
   `state` (arrays or `jax.ShapeDtypeStruct`s) gives the structure, dtypes and the shardings to
   restore onto, so a checkpoint written on one mesh loads on another.
   """
-  step = manager.latest_step() if step is None else step
+  step = _checked_step(manager, step)
   if step is None:
     return state, 0
-  steps = manager.all_steps()
-  if step not in steps:
-    raise ValueError(f'No checkpoint of step {step} in {manager.directory}; there are '
-                     f'{sorted(steps)}')
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   logging.info('Restoring checkpoint of step %d from %s', step, manager.directory)
   return manager.restore(step, args=ocp.args.StandardRestore(target)), step
+
+
+def restore_variables(workdir: str, variables: Any, step: int | None = None) -> tuple[Any, int]:
+  """(model variables, step) of train checkpoint `step` (default: the latest) of `workdir`.
+
+  Only 'params' and 'batch_stats' are read, onto `variables` (arrays or ShapeDtypeStructs with
+  shardings); the optimizer state is not, so serving needs no optimizer.
+  """
+  if not epath.Path(checkpoint_dir(workdir)).is_dir():
+    raise ValueError(f'{workdir} holds no checkpoint (no {checkpoint_dir(workdir)})')
+  manager = ocp.CheckpointManager(checkpoint_dir(workdir))
+  try:
+    step = _checked_step(manager, step)
+    if step is None:
+      raise ValueError(f'{workdir} holds no checkpoint')
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, variables)
+    logging.info('Restoring the model variables of step %d from %s', step, manager.directory)
+    restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True))
+  finally:
+    manager.close()
+  return restored, step
+
+
+def restore_model(config: ml_collections.ConfigDict, workdir: str,
+                  mesh: jax.sharding.Mesh) -> tuple[Any, Any, int]:
+  """(model, variables replicated on `mesh`, step) of checkpoint `config.eval.checkpoint_step`
+  (default: the latest) of `workdir`, for evaluation, prediction and export."""
+  model = create_model(config.model)
+  target = abstract_variables(model, tuple(config.eval_crop_size), sharding.replicated(mesh))
+  variables, step = restore_variables(workdir, target, config.eval.checkpoint_step)
+  return model, variables, step
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:

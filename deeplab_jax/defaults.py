@@ -5,10 +5,6 @@ Override any field on the command line: `--config.batch_size=8 --config.model.ou
 
 import ml_collections
 
-# torchvision's ImageNet normalisation (on 0..255 pixels), which its pretrained backbones expect.
-IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
-IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
-
 
 def get_config() -> ml_collections.ConfigDict:
   """The defaults: DeepLab v3+ on ResNet-101, the official PASCAL VOC training recipe."""
@@ -24,7 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
   # dataset='folder': your own images and label PNGs (see deeplab_jax/data/datasets/folder.py).
   config.folder = folder = ml_collections.ConfigDict()
   folder.root = ml_collections.config_dict.placeholder(str)
-  folder.class_names = ()  # Empty: class_0 .. class_{model.num_classes - 1}.
+  # The classes: named, or only counted (then called class_0 .. class_{num_classes - 1}).
+  folder.class_names = ()
+  folder.num_classes = 0
   folder.ignore_value = 255  # The label value that marks unlabelled pixels in your PNGs.
   folder.palette = ()  # [(r, g, b), ...] per class; empty: the PASCAL palette.
   config.train_split = 'train_aug'
@@ -34,8 +32,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.max_scale = 2.0
   config.flip = True  # Random horizontal flips when training.
   config.eval_crop_size = (513, 513)  # Eval images are padded to this size (ignored padding).
-  config.mean_rgb = (127.5, 127.5, 127.5)  # Normalisation: (pixel - mean) / std.
-  config.std_rgb = (127.5, 127.5, 127.5)
   config.shuffle_buffer_size = 1_000
 
   # Model: see deeplab_jax.models.create_model.
@@ -63,6 +59,10 @@ def get_config() -> ml_collections.ConfigDict:
   model.bn_momentum = 0.9997
   model.bn_epsilon = 1e-5
   model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay float32).
+  # The model normalises raw pixels as (pixel - mean_rgb) / std_rgb. Unset: the backbone's own
+  # (ImageNet's for torchvision-trained backbones, [-1, 1] for Xception and the 'beta' ResNets).
+  model.mean_rgb = ml_collections.config_dict.placeholder(tuple)
+  model.std_rgb = ml_collections.config_dict.placeholder(tuple)
 
   # Optimisation: SGD with momentum, weight decay on conv kernels, poly learning rate.
   config.batch_size = 16  # Global batch, split over all devices and hosts.

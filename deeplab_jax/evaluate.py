@@ -1,53 +1,39 @@
-"""Evaluation: a confusion matrix summed on device over a whole split, and its summary."""
+"""Evaluation: an `Evaluator`, built once for a split and a model, runs the whole split with the
+confusion matrix summed on device, and reports the result to TensorBoard, a JSON file and the
+log; `evaluate_checkpoint` is `--mode=eval`."""
 
-from collections.abc import Callable, Iterable
-import dataclasses
-from typing import Any
+from collections.abc import Callable
+import json
+import os
 
+from absl import logging
+from clu import metric_writers
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tensorflow_datasets as tfds
 
-from deeplab_jax import crf
+from deeplab_jax import checkpointing
+from deeplab_jax import experiment
 from deeplab_jax import inference
 from deeplab_jax import metrics
 from deeplab_jax import sharding
+from deeplab_jax import visualize
+from deeplab_jax.data import datasets
+from deeplab_jax.data import input_pipeline
 
 
-def inference_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The keyword arguments of `inference.predict_probabilities` that `config.eval` asks for."""
-  return dict(scales=tuple(config.eval.scales), flip=config.eval.flip,
-              window_size=config.eval.window_size, window_stride=config.eval.window_stride,
-              align_corners=config.model.align_corners, crf=crf_params(config),
-              mean_rgb=tuple(config.mean_rgb), std_rgb=tuple(config.std_rgb))
-
-
-def crf_params(config: ml_collections.ConfigDict) -> crf.CRFParams | None:
-  """The dense CRF of `config.eval.crf_params` if `config.eval.crf`, else None."""
-  if not config.eval.crf:
-    return None
-  fields = {field.name for field in dataclasses.fields(crf.CRFParams)}
-  unknown = sorted(set(config.eval.crf_params) - fields)
-  if unknown:
-    raise ValueError(f'config.eval.crf_params: unknown {unknown}; expected some of '
-                     f'{sorted(fields)}')
-  return crf.CRFParams(**config.eval.crf_params)
-
-
-def make_eval_step(apply_fn: Callable, num_classes: int, ignore_label: int,
-                   **options) -> Callable:
+def make_eval_step(predict_fn: Callable, num_classes: int, ignore_label: int) -> Callable:
   """eval_step(variables, batch) -> ([C, C] confusion matrix, [B, H, W] predictions).
 
-  `options` (scales, flip, sliding windows, CRF) go to `inference.predict_probabilities`, with
-  the images' sizes before padding (batch['size']). Padding examples (batch['mask'] False) and
+  predict_fn is `inference.make_predict_fn`'s. Padding examples (batch['mask'] False) and
   ignored pixels are left out of the matrix.
   """
 
   def eval_step(variables, batch):
-    logits_fn = lambda images: apply_fn(variables, images, train=False)
-    predictions, _ = inference.predict(logits_fn, batch['image'], sizes=batch['size'],
-                                       **options)
+    predictions, _ = predict_fn(variables, batch['image'], batch['size'])
     labels = jnp.where(batch['mask'][:, None, None], batch['label'], ignore_label)
     return metrics.confusion_matrix(labels, predictions, num_classes, ignore_label), predictions
 
@@ -61,38 +47,70 @@ def jit_eval_step(eval_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
                  out_shardings=(replicated, batched))
 
 
-def evaluate(eval_step: Callable, variables, batches: Iterable[dict[str, np.ndarray]],
-             mesh: jax.sharding.Mesh,
-             num_samples: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-  """Runs `eval_step` over `batches` (this process's numpy batches).
+class Evaluator:
+  """Evaluates model variables over `config.eval_split` with `config.eval`'s inference.
 
-  Returns the confusion matrix summed over all batches and processes, and the first
-  `num_samples` local examples of the first batch ('image', 'label', 'prediction').
+  The dataset and the jitted step are built once; each call runs the whole split.
   """
-  total, samples = None, {}
-  for batch in batches:
-    matrix, predictions = eval_step(variables, sharding.shard_batch(batch, mesh))
-    total = matrix if total is None else total + matrix
-    if not samples and num_samples:
-      samples = {'image': batch['image'][:num_samples], 'label': batch['label'][:num_samples],
-                 'prediction': sharding.process_local(predictions)[:num_samples]}
-  if total is None:
-    raise ValueError('The evaluation split yielded no batches')
-  return np.asarray(jax.device_get(total), np.int64), samples
+
+  def __init__(self, config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
+               builder: tfds.core.DatasetBuilder, model, mesh: jax.sharding.Mesh):
+    self.config, self.info, self.mesh = config, info, mesh
+    self.dataset, self.num_batches = input_pipeline.create_eval_dataset(config, info, builder)
+    predict_fn = inference.make_predict_fn(model, config)
+    self.eval_step = jit_eval_step(
+        make_eval_step(predict_fn, info.num_classes, config.ignore_label), mesh)
+    logging.info('Evaluation: %d batches of %d on split %r', self.num_batches,
+                 config.eval_batch_size, config.eval_split)
+
+  def run(self, variables, num_samples: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(the confusion matrix summed over the split and all processes, the first `num_samples`
+    local examples of the first batch: raw 'image', 'label' and 'prediction')."""
+    total, samples = None, {}
+    for batch in input_pipeline.as_numpy(self.dataset):
+      matrix, predictions = self.eval_step(variables, sharding.shard_batch(batch, self.mesh))
+      total = matrix if total is None else total + matrix
+      if not samples and num_samples:
+        samples = {'image': batch['image'][:num_samples], 'label': batch['label'][:num_samples],
+                   'prediction': sharding.process_local(predictions)[:num_samples]}
+    if total is None:
+      raise ValueError('The evaluation split yielded no batches')
+    return np.asarray(jax.device_get(total), np.int64), samples
+
+  def __call__(self, variables, step: int, writer: metric_writers.MetricWriter,
+               directory: str) -> dict[str, float]:
+    """Evaluates `variables`, the weights of `step`; writes the scores, prediction panels,
+    class legend and confusion matrix to `writer`, the scores to <directory>/<step>.json, and
+    the per-class table to the log. Returns the scores."""
+    matrix, samples = self.run(variables, self.config.num_eval_images)
+    summary = metrics.summarize(matrix, self.info.class_names)
+    writer.write_scalars(step, {f'eval/{key}': value for key, value in summary.items()})
+    images = {'eval/confusion_matrix': visualize.confusion_image(matrix)[None],
+              'eval/legend': visualize.legend(self.info.class_names, self.info.palette)[None]}
+    if samples:
+      images['eval/image_label_prediction'] = visualize.prediction_panels(
+          samples['image'], samples['label'], samples['prediction'], self.info.palette,
+          self.config.ignore_label)
+    writer.write_images(step, images)
+    if jax.process_index() == 0:
+      path = epath.Path(directory)
+      path.mkdir(parents=True, exist_ok=True)
+      (path / f'{step}.json').write_text(json.dumps(
+          {'step': step, 'split': self.config.eval_split, **summary}, indent=2))
+    logging.info('Evaluation at step %d:\n%s', step, metrics.format_table(summary))
+    return summary
 
 
-def summarize(matrix: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
-  """mean_iou, pixel_accuracy and iou/<class> (NaN for classes absent from data and output)."""
-  per_class, mean_iou = metrics.iou_from_confusion(matrix)
-  summary = {'mean_iou': mean_iou, 'pixel_accuracy': metrics.pixel_accuracy(matrix)}
-  summary.update({f'iou/{name}': float(iou) for name, iou in zip(class_names, per_class)})
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Evaluates checkpoint `config.eval.checkpoint_step` (default: the latest) of `workdir`.
+
+  Writes the summary to TensorBoard under <workdir>/eval and to <workdir>/eval/<step>.json.
+  """
+  info, builder, mesh = experiment.prepare(config)
+  model, variables, step = checkpointing.restore_model(config, workdir, mesh)
+  evaluator = Evaluator(config, info, builder, model, mesh)
+  eval_dir = os.path.join(workdir, 'eval')
+  writer = metric_writers.create_default_writer(eval_dir, just_logging=jax.process_index() > 0)
+  summary = evaluator(variables, step, writer, eval_dir)
+  writer.flush()
   return summary
-
-
-def format_table(summary: dict[str, float]) -> str:
-  """The per-class IoU of `summarize` as a two-column text table."""
-  rows = [(key.removeprefix('iou/'), value) for key, value in summary.items()
-          if key.startswith('iou/')]
-  rows += [('mean IoU', summary['mean_iou']), ('pixel accuracy', summary['pixel_accuracy'])]
-  width = max(len(name) for name, _ in rows)
-  return '\n'.join(f'  {name:<{width}}  {value:6.4f}' for name, value in rows)

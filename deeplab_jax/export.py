@@ -5,15 +5,18 @@
 
 savedmodel: the `serving_default` signature takes a uint8 RGB image [H, W, 3] of any size and
 returns 'labels' (int32 [H, W]) and 'probabilities' (float32 [H, W, C]). The model is compiled
-for `config.eval_crop_size`: an image that fits is padded with the mean pixel; a larger one is
-first resized down (aspect ratio kept, antialiased) to fit, and its probabilities are resized
-back to H x W before the argmax, as the official DeepLab export does.
+for `config.eval_crop_size`: an image that fits is padded (the padding reads as the mean pixel,
+as in evaluation); a larger one is first resized down (aspect ratio kept, antialiased) to fit,
+and its probabilities are resized back to H x W before the argmax, as the official DeepLab
+export does.
 
 stablehlo: a serialized `jax.export.Exported` of the same computation on one float32 image
-padded to `eval_crop_size`, [1, h, w, 3] in 0..255, and its int32 [1, 2] size before padding ->
-([1, h, w] labels, [1, h, w, C] probabilities); load it with `jax.export.deserialize`.
+[1, h, w, 3] of 0..255 RGB pixels, padded at the bottom and right to `eval_crop_size` (with any
+value), and its int32 [1, 2] size before padding -> ([1, h, w] labels, [1, h, w, C]
+probabilities); load it with `jax.export.deserialize`.
 """
 
+import functools
 import os
 
 from absl import app
@@ -24,34 +27,18 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import tensorflow as tf
 
-from deeplab_jax import evaluate
+from deeplab_jax import checkpointing
 from deeplab_jax import inference
+from deeplab_jax import runtime
 from deeplab_jax import sharding
-from deeplab_jax import train
-from deeplab_jax.models import create_model
 
 FLAGS = flags.FLAGS
 
 
-def restore_variables(config, workdir: str):
-  """(model, variables on the host) of checkpoint config.eval.checkpoint_step or the latest."""
-  model = create_model(config.model)
-  state, step = train.restore_checkpoint(config, model, workdir, sharding.create_mesh())
-  logging.info('Exporting the checkpoint of step %d', step)
-  return model, jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
-
-
 def make_serving_fn(config, model, variables):
   """f(float32 [B, h, w, 3] pixels in 0..255, int32 [B, 2] sizes before padding) -> (int32
-  labels, float32 probabilities); the sizes keep the padding out of the CRF (eval.crf)."""
-  options = evaluate.inference_options(config)
-  mean, std = jnp.asarray(config.mean_rgb), jnp.asarray(config.std_rgb)
-
-  def serve(pixels, sizes):
-    logits_fn = lambda x: model.apply(variables, x, train=False)
-    return inference.predict(logits_fn, (pixels - mean) / std, sizes=sizes, **options)
-
-  return serve
+  labels, float32 probabilities): `inference.make_predict_fn`'s with `variables` inside."""
+  return functools.partial(inference.make_predict_fn(model, config), variables)
 
 
 def export_stablehlo(config, model, variables, path: str) -> None:
@@ -75,7 +62,6 @@ def export_savedmodel(config, model, variables, directory: str) -> None:
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
   serve = jax2tf.convert(make_serving_fn(config, model, variables), with_gradient=False)
   height, width = config.eval_crop_size
-  mean = tf.constant(config.mean_rgb, tf.float32)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name='image')],
                autograph=False)
@@ -86,7 +72,7 @@ def export_savedmodel(config, model, variables, directory: str) -> None:
     pixels = tf.cond(fits, lambda: tf.cast(image, tf.float32),
                      lambda: tf.image.resize(image, fitted_size, antialias=True))
     padding = [[0, height - fitted_size[0]], [0, width - fitted_size[1]], [0, 0]]
-    pixels = tf.pad(pixels - mean, padding) + mean  # Pad with the mean pixel, as in evaluation.
+    pixels = tf.pad(pixels, padding)
     _, probabilities = serve(tf.ensure_shape(pixels, [height, width, 3])[None],
                              fitted_size[None])
     probabilities = probabilities[0, :fitted_size[0], :fitted_size[1]]
@@ -103,7 +89,11 @@ def export_savedmodel(config, model, variables, directory: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  model, variables = restore_variables(FLAGS.config, FLAGS.workdir)
+  runtime.initialize()
+  model, variables, step = checkpointing.restore_model(FLAGS.config, FLAGS.workdir,
+                                                       sharding.create_mesh())
+  logging.info('Exporting the checkpoint of step %d', step)
+  variables = jax.device_get(variables)
   if FLAGS.format == 'savedmodel':
     export_savedmodel(FLAGS.config, model, variables, FLAGS.output)
   else:

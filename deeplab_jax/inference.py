@@ -5,15 +5,21 @@ softmax probabilities, and the probabilities of all scales and flips are average
 an image larger than `window_size` with `window_stride`; overlapping logits are averaged.
 With a `crf`, the averaged probabilities are refined by the dense CRF (`deeplab_jax.crf`) on the
 RGB pixels. Every shape is static, so the whole thing compiles into one XLA program.
+
+`make_predict_fn` is the one prediction of a model that evaluation, `predict` and `export` share.
 """
 
 from collections.abc import Callable, Sequence
+import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from deeplab_jax import crf as dense_crf
 from deeplab_jax.models.layers import resize_bilinear
+from deeplab_jax.models.normalization import boxes_from_sizes, fill_padding
 
 LogitsFn = Callable[[jax.Array], jax.Array]  # NHWC images -> NHWC logits, same size.
 
@@ -58,15 +64,13 @@ def predict_probabilities(logits_fn: LogitsFn, images: jax.Array, *,
                           window_size: Sequence[int] | None = None,
                           window_stride: Sequence[int] | None = None,
                           align_corners: bool = True, crf: dense_crf.CRFParams | None = None,
-                          mean_rgb: Sequence[float] = (127.5,) * 3,
-                          std_rgb: Sequence[float] = (127.5,) * 3,
                           sizes: jax.Array | None = None) -> jax.Array:
   """[B, H, W, C] class probabilities averaged over `scales` and (with `flip`) mirror images.
 
-  Each scale resizes the images bilinearly, runs `logits_fn` (through sliding windows when
-  `window_size` is given), and resizes the logits back to H x W before the softmax. `crf` then
-  refines them on the pixels `images * std_rgb + mean_rgb`; `sizes` ([B, 2] height, width) keeps
-  the padding at the bottom and right of each image out of it.
+  Each scale resizes the images (raw RGB pixels) bilinearly, runs `logits_fn` (through sliding
+  windows when `window_size` is given), and resizes the logits back to H x W before the
+  softmax. `crf` then refines them on the pixels; `sizes` ([B, 2] height, width) keeps the
+  padding at the bottom and right of each image out of it.
   """
   size = images.shape[1:3]
   if window_size is not None:
@@ -87,8 +91,7 @@ def predict_probabilities(logits_fn: LogitsFn, images: jax.Array, *,
       total = total + jax.nn.softmax(logits, axis=-1)
   probabilities = total / (len(scales) * (2 if flip else 1))
   if crf is not None:
-    pixels = images * jnp.asarray(std_rgb) + jnp.asarray(mean_rgb)
-    probabilities = dense_crf.dense_crf_batch(probabilities, pixels, crf, sizes)
+    probabilities = dense_crf.dense_crf_batch(probabilities, images, crf, sizes)
   return probabilities
 
 
@@ -96,3 +99,39 @@ def predict(logits_fn: LogitsFn, images: jax.Array, **options) -> tuple[jax.Arra
   """(int32 [B, H, W] class ids, [B, H, W, C] probabilities) of `predict_probabilities`."""
   probabilities = predict_probabilities(logits_fn, images, **options)
   return jnp.argmax(probabilities, axis=-1).astype(jnp.int32), probabilities
+
+
+def crf_params(config: ml_collections.ConfigDict) -> dense_crf.CRFParams | None:
+  """The dense CRF of `config.eval.crf_params` if `config.eval.crf`, else None."""
+  if not config.eval.crf:
+    return None
+  fields = {field.name for field in dataclasses.fields(dense_crf.CRFParams)}
+  unknown = sorted(set(config.eval.crf_params) - fields)
+  if unknown:
+    raise ValueError(f'config.eval.crf_params: unknown {unknown}; expected some of '
+                     f'{sorted(fields)}')
+  return dense_crf.CRFParams(**config.eval.crf_params)
+
+
+def inference_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The keyword arguments of `predict_probabilities` that `config.eval` asks for."""
+  return dict(scales=tuple(config.eval.scales), flip=config.eval.flip,
+              window_size=config.eval.window_size, window_stride=config.eval.window_stride,
+              align_corners=config.model.align_corners, crf=crf_params(config))
+
+
+def make_predict_fn(model, config: ml_collections.ConfigDict) -> Callable:
+  """predict(variables, images, sizes) -> (int32 [B, H, W] class ids, [B, H, W, C] probabilities).
+
+  images: [B, H, W, 3] raw RGB pixels, each image at the top left with any padding after it;
+  sizes: int32 [B, 2], each image's height and width. The padding becomes the model's mean pixel
+  before anything reads it, as in training; then `config.eval`'s inference runs.
+  """
+  options = inference_options(config)
+
+  def predict_fn(variables, images: jax.Array, sizes: jax.Array):
+    pixels = fill_padding(images, boxes_from_sizes(sizes), model.normalization.mean_rgb)
+    logits_fn = lambda x: model.apply(variables, x, train=False)
+    return predict(logits_fn, pixels, sizes=sizes, **options)
+
+  return predict_fn

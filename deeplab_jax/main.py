@@ -7,16 +7,14 @@ Any config field can be overridden, e.g. --config.num_train_steps=50. Running ag
 same workdir resumes from its latest checkpoint.
 """
 
-import logging as python_logging
-import math
-import os
-
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
 
+from deeplab_jax import evaluate
+from deeplab_jax import runtime
 from deeplab_jax import train
 from deeplab_jax.data import datasets
 
@@ -32,32 +30,17 @@ flags.DEFINE_integer('cpu_devices', None, 'JAX CPU devices to split the batch ov
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def default_cpu_devices(config) -> int:
-  """The most CPU cores that evenly split both the train and eval batches."""
-  batches = math.gcd(config.batch_size, config.eval_batch_size)
-  return max(n for n in range(1, (os.cpu_count() or 1) + 1) if batches % n == 0)
-
-
-def quiet_orbax_info_logs() -> None:
-  """Orbax logs every step of every save at INFO; keep its warnings and errors only."""
-  logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= python_logging.WARNING or '/orbax/' not in record.pathname)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  # Only the CPU platform reads this: on a laptop, data parallelism over the cores is faster
-  # than one device using them all. It must be set before JAX starts.
-  jax.config.update('jax_num_cpu_devices', FLAGS.cpu_devices or default_cpu_devices(FLAGS.config))
-  quiet_orbax_info_logs()
+  runtime.initialize(FLAGS.cpu_devices or runtime.default_cpu_devices(FLAGS.config))
   logging.info('JAX process %d of %d; local devices: %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:
     if FLAGS.mode == 'train':
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
-      train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
+      evaluate.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
   except (datasets.DatasetUnavailableError, datasets.DataError) as error:
     raise SystemExit(f'deeplab_jax: {error}') from None
 

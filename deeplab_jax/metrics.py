@@ -1,4 +1,5 @@
-"""Segmentation metrics from a confusion matrix: per-class IoU, mean IoU, pixel accuracy."""
+"""Segmentation metrics from a confusion matrix: per-class IoU, mean IoU, pixel accuracy, and
+their summary as a dict and a table."""
 
 import jax
 import jax.numpy as jnp
@@ -38,3 +39,20 @@ def pixel_accuracy(matrix) -> float:
   matrix = np.asarray(matrix, np.float64)
   total = matrix.sum()
   return float(np.trace(matrix) / total) if total else float('nan')
+
+
+def summarize(matrix, class_names: tuple[str, ...]) -> dict[str, float]:
+  """mean_iou, pixel_accuracy and iou/<class> (NaN for classes absent from data and output)."""
+  per_class, mean_iou = iou_from_confusion(matrix)
+  summary = {'mean_iou': mean_iou, 'pixel_accuracy': pixel_accuracy(matrix)}
+  summary.update({f'iou/{name}': float(iou) for name, iou in zip(class_names, per_class)})
+  return summary
+
+
+def format_table(summary: dict[str, float]) -> str:
+  """The per-class IoU of `summarize` as a two-column text table."""
+  rows = [(key.removeprefix('iou/'), value) for key, value in summary.items()
+          if key.startswith('iou/')]
+  rows += [('mean IoU', summary['mean_iou']), ('pixel accuracy', summary['pixel_accuracy'])]
+  width = max(len(name) for name, _ in rows)
+  return '\n'.join(f'  {name:<{width}}  {value:6.4f}' for name, value in rows)

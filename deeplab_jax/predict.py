@@ -21,17 +21,16 @@ from ml_collections import config_flags
 import numpy as np
 from PIL import Image
 
-from deeplab_jax import evaluate
+from deeplab_jax import checkpointing
 from deeplab_jax import inference
+from deeplab_jax import runtime
 from deeplab_jax import sharding
-from deeplab_jax import train
 from deeplab_jax.data import datasets
-from deeplab_jax.models import create_model
+from deeplab_jax.data.datasets.folder import IMAGE_SUFFIXES
 from deeplab_jax.visualize import colorize
 
 FLAGS = flags.FLAGS
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 SIZE_STEP = 32  # Images are padded up to k * 32 + 1 pixels: few shapes, few compilations.
 
 
@@ -47,26 +46,13 @@ def padded_size(size: int) -> int:
   return math.ceil((size - 1) / SIZE_STEP) * SIZE_STEP + 1
 
 
-def make_predict_fn(config, model):
-  """predict(variables, normalised [1, H, W, 3] image, [1, 2] size before padding) -> [1, H, W]
-  int32 class ids."""
-  options = evaluate.inference_options(config)
-
-  def predict(variables, image, sizes):
-    logits_fn = lambda x: model.apply(variables, x, train=False)
-    return inference.predict(logits_fn, image, sizes=sizes, **options)[0]
-
-  return jax.jit(predict)
-
-
-def segment(predict_fn, variables, image: np.ndarray, config) -> np.ndarray:
-  """[H, W] class ids of a uint8 RGB image, padded with the mean pixel as in evaluation."""
+def segment(predict_fn, variables, image: np.ndarray) -> np.ndarray:
+  """[H, W] class ids of a uint8 RGB image, padded (to few distinct shapes) as in evaluation."""
   height, width = image.shape[:2]
-  normalised = (image.astype(np.float32) - config.mean_rgb) / config.std_rgb
-  padded = np.zeros((1, padded_size(height), padded_size(width), 3), np.float32)
-  padded[0, :height, :width] = normalised  # Zero is the mean pixel once normalised.
-  sizes = np.array([[height, width]], np.int32)
-  return np.asarray(predict_fn(variables, padded, sizes))[0, :height, :width]
+  padded = np.zeros((1, padded_size(height), padded_size(width), 3), np.uint8)
+  padded[0, :height, :width] = image
+  labels, _ = predict_fn(variables, padded, np.array([[height, width]], np.int32))
+  return np.asarray(labels)[0, :height, :width]
 
 
 def save_outputs(image: np.ndarray, label: np.ndarray, palette: np.ndarray, stem: str,
@@ -81,11 +67,9 @@ def save_outputs(image: np.ndarray, label: np.ndarray, palette: np.ndarray, stem
 
 def predict_files(config, workdir: str, files: list[str], output: str) -> list[str]:
   """Segments `files` into `output`; returns the files that could not be read."""
-  info = datasets.get(config.dataset, config)
-  model = create_model(config.model)
-  state, step = train.restore_checkpoint(config, model, workdir, sharding.create_mesh())
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}  # Stay on device.
-  predict_fn = make_predict_fn(config, model)
+  info = datasets.get(config.dataset, config.folder)
+  model, variables, step = checkpointing.restore_model(config, workdir, sharding.create_mesh())
+  predict_fn = jax.jit(inference.make_predict_fn(model, config))
   os.makedirs(output, exist_ok=True)
   logging.info('Segmenting %d images with the checkpoint of step %d', len(files), step)
   failed, start = [], time.perf_counter()
@@ -97,7 +81,7 @@ def predict_files(config, workdir: str, files: list[str], output: str) -> list[s
       logging.error('Cannot read %s: %s', path, error)
       failed.append(path)
       continue
-    label = segment(predict_fn, variables, image, config)
+    label = segment(predict_fn, variables, image)
     save_outputs(image, label, info.palette, os.path.splitext(os.path.basename(path))[0], output)
     elapsed = time.perf_counter() - start
     logging.info('[%d/%d] %s (%.2f images/s)', index, len(files), path, index / elapsed)
@@ -107,6 +91,7 @@ def predict_files(config, workdir: str, files: list[str], output: str) -> list[s
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  runtime.initialize()
   files = input_files(FLAGS.input)
   if not files:
     raise SystemExit(f'--input: no image files in {FLAGS.input}')

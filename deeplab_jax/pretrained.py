@@ -57,8 +57,7 @@ def layers(paths: list[str]) -> str:
 
 def initialize_from(state, directory: str, mesh: jax.sharding.Mesh):
   """(`state` with params and BatchNorm statistics restored from `directory`, the report)."""
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  merged, report = merge(jax.device_get(variables), checkpointing.load_variables(directory))
+  merged, report = merge(jax.device_get(state.variables), checkpointing.load_variables(directory))
   logging.info('Initialised from %s: %d of %d arrays restored.', directory,
                len(report.restored), len(report.restored) + len(report.fresh_classifier) +
                len(report.left_at_init))

@@ -10,9 +10,11 @@ import pytest
 import torch
 import torchvision
 
-from deeplab_jax.models import MobileNetV2, VGG16, Xception65
+from deeplab_jax.models import BACKBONES as BACKBONE_REGISTRY
+from deeplab_jax.models import ConvBN, MobileNetV2, VGG16, Xception65
 
-EVAL_NORM = functools.partial(nn.BatchNorm, use_running_average=True)
+EVAL_CONV = functools.partial(ConvBN, norm=functools.partial(nn.BatchNorm,
+                                                        use_running_average=True))
 # (module, its final feature, its stride-4 feature)
 BACKBONES = {
     'vgg16': (functools.partial(VGG16), 'pool5', 'pool2'),
@@ -32,7 +34,7 @@ def param_count(module, size=33):
 @pytest.mark.parametrize('output_stride', [8, 16, 32])
 def test_feature_strides(name, output_stride):
   factory, final, low_level = BACKBONES[name]
-  module = factory(output_stride=output_stride, width=0.125, norm=EVAL_NORM)
+  module = factory(output_stride=output_stride, width=0.125, conv=EVAL_CONV)
   images = jnp.zeros((1, 49, 83, 3))
   features = jax.eval_shape(lambda: module.init_with_output(jax.random.key(1), images)[0])
   assert features[final].shape[1:3] == (-(-49 // output_stride), -(-83 // output_stride))
@@ -44,17 +46,17 @@ def torch_count(module):
 
 
 def test_vgg16_has_torchvisions_conv_parameters():
-  assert param_count(VGG16(norm=EVAL_NORM)) == torch_count(torchvision.models.vgg16().features)
+  assert param_count(VGG16(conv=EVAL_CONV)) == torch_count(torchvision.models.vgg16().features)
   # torchvision's vgg16_bn keeps conv biases before BatchNorm, which cancels them; ours has none.
   features = torchvision.models.vgg16_bn().features
   biases = sum(m.bias.numel() for m in features if isinstance(m, torch.nn.Conv2d))
-  assert param_count(VGG16(batch_norm=True, norm=EVAL_NORM)) == torch_count(features) - biases
+  assert param_count(VGG16(batch_norm=True, conv=EVAL_CONV)) == torch_count(features) - biases
 
 
 def test_mobilenet_v2_has_torchvisions_parameters_without_the_last_conv():
   # DeepLab drops MobileNetV2's final 1x1 conv to 1280 channels (features[-1]) and classifier.
   features = torchvision.models.mobilenet_v2().features
-  assert param_count(MobileNetV2(norm=EVAL_NORM)) == torch_count(features[:-1])
+  assert param_count(MobileNetV2(conv=EVAL_CONV)) == torch_count(features[:-1])
 
 
 def test_xception65_parameters_follow_the_papers_table():
@@ -69,4 +71,15 @@ def test_xception65_parameters_follow_the_papers_table():
   want += block(64, (128, 128, 128), True) + block(128, (256, 256, 256), True)
   want += block(256, (728, 728, 728), True) + 16 * block(728, (728, 728, 728), False)
   want += block(728, (728, 1024, 1024), True) + block(1024, (1536, 1536, 2048), False)
-  assert param_count(Xception65(norm=EVAL_NORM)) == want
+  assert param_count(Xception65(conv=EVAL_CONV)) == want
+
+
+@pytest.mark.parametrize('name', sorted(BACKBONE_REGISTRY))
+def test_every_registry_entry_gives_its_features(name):
+  spec = BACKBONE_REGISTRY[name]
+  module = spec.module(output_stride=16, width=0.125, conv=EVAL_CONV)
+  images = jnp.zeros((1, 49, 83, 3))
+  features = jax.eval_shape(lambda: module.init_with_output(jax.random.key(1), images)[0])
+  assert features[spec.low_level].shape[1:3] == (13, 21)  # Stride 4.
+  assert features[spec.final].shape[1:3] == (4, 6)  # Stride 16.
+  assert spec.auxiliary in features

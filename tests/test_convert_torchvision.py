@@ -1,5 +1,7 @@
 """torchvision models with random weights, saved as .pth, converted, and run side by side: our
-logits and backbone features must match torchvision's, and so must the parameter counts."""
+logits and backbone features must match torchvision's, and so must the parameter counts. Ours
+take raw pixels and normalise them; torchvision's take them normalised with ImageNet's
+statistics, as its transforms give them."""
 
 import functools
 import json
@@ -19,6 +21,7 @@ from deeplab_jax import pretrained
 from deeplab_jax.convert import __main__ as convert_main
 from deeplab_jax.convert import torchvision as tv_convert
 from deeplab_jax.models import create_model
+from deeplab_jax.models.normalization import IMAGENET
 from deeplab_jax.models.resnet import atrous_schedule
 from conftest import load_config
 
@@ -63,6 +66,14 @@ def nhwc(tensor: torch.Tensor) -> np.ndarray:
   return tensor.detach().numpy().transpose(0, 2, 3, 1)
 
 
+def raw_and_normalised(*shape: int, seed: int = 0) -> tuple[np.ndarray, torch.Tensor]:
+  """Random uint8 NHWC pixels for ours, and the NCHW tensor torchvision's transforms make."""
+  pixels = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+  mean, std = (torch.tensor(v).reshape(1, 3, 1, 1) for v in (IMAGENET.mean_rgb, IMAGENET.std_rgb))
+  images = torch.from_numpy(pixels.transpose(0, 3, 1, 2).astype(np.float32))
+  return pixels, (images - mean) / std
+
+
 def assert_close(ours, reference, name):
   ours, reference = np.asarray(ours), np.asarray(reference)
   assert ours.shape == reference.shape, name
@@ -87,12 +98,12 @@ def test_deeplabv3_matches_torchvision(arch, aux_loss, tmp_path):
   model, variables = convert_via_file(reference, arch, tmp_path)
   assert count(variables['params']) == sum(p.numel() for p in reference.parameters())
 
-  images = torch.randn(2, 3, 61, 83)  # Non-square, not a multiple of the output stride.
+  pixels, images = raw_and_normalised(2, 61, 83, 3)  # Not a multiple of the output stride.
   with torch.no_grad():
     expected = reference(images)
   expected_features = torchvision_resnet_features(reference.backbone, images)
   logits, state = model.apply(
-      variables, nhwc(images), train=False, mutable=['intermediates'],
+      variables, pixels, train=False, mutable=['intermediates'],
       capture_intermediates=lambda module, _: module.name == 'backbone')
   assert_logits_agree(logits, nhwc(expected['out']), 'logits')
   (features,) = state['intermediates']['backbone']['__call__']
@@ -117,17 +128,17 @@ def torchvision_resnet_features(resnet, images) -> dict[str, torch.Tensor]:
   return features
 
 
-@pytest.mark.parametrize('arch', ['resnet50', 'resnet101'])
+@pytest.mark.parametrize('arch', ['resnet18', 'resnet50', 'resnet101'])
 def test_resnet_matches_torchvision(arch, tmp_path):
   reference = torchvision_model(arch)
   model, variables = convert_via_file(reference, arch, tmp_path)
   assert count(variables['params']) == sum(p.numel() for p in reference.parameters())
 
-  images = torch.randn(2, 3, 64, 96)
+  pixels, images = raw_and_normalised(2, 64, 96, 3)
   expected = torchvision_resnet_features(reference, images)
   with torch.no_grad():
     expected_logits = reference(images).numpy()
-  ours = model.apply(variables, nhwc(images), train=False)
+  ours = model.apply(variables, pixels, train=False)
   assert set(ours) == set(expected) | {'logits'}
   for name, value in expected.items():
     assert_close(ours[name], nhwc(value), name)
@@ -153,12 +164,12 @@ def test_backbone_matches_torchvision(arch, feature, left_out, tmp_path):
   model, variables = convert_via_file(reference, arch, tmp_path)
   assert tv_convert.left_out(reference.state_dict(), arch) == left_out
 
-  images = torch.randn(1, 3, 64, 96)
+  pixels, images = raw_and_normalised(1, 64, 96, 3)
   layers = (reference.features[:-1] if arch == 'mobilenet_v2'
             else deeplab_pooling(reference.features))
   with torch.no_grad():
     expected = layers(images)
-  ours = jax.jit(functools.partial(model.apply, train=False))(variables, nhwc(images))
+  ours = jax.jit(functools.partial(model.apply, train=False))(variables, pixels)
   assert_close(ours[feature], nhwc(expected), feature)
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from deeplab_jax import defaults
-from deeplab_jax.models import (ASPP, Decoder, LargeFOV, PyramidClassifier, create_model,
-                                resize_bilinear)
+from deeplab_jax.models import (ASPP, ConvBN, Decoder, LargeFOV, PyramidClassifier,
+                                create_model, resize_bilinear)
 from deeplab_jax.models.layers import AtrousConv
 
 
@@ -106,8 +106,8 @@ def test_parameter_count_matches_torchvision(backbone, torchvision_count):
   assert count + 3 * 3 * 256 * 256 + 2 * 256 == torchvision_count
 
 
-def eval_norm():
-  return functools.partial(nn.BatchNorm, use_running_average=True)
+def eval_conv():
+  return functools.partial(ConvBN, norm=functools.partial(nn.BatchNorm, use_running_average=True))
 
 
 def conv_bn_relu(params, x, rate=1):
@@ -126,7 +126,7 @@ def randomized(variables, seed):
 
 def test_aspp_is_its_definition():
   x = jax.random.normal(jax.random.key(0), (2, 9, 11, 6))
-  aspp = ASPP(features=4, atrous_rates=(2, 3, 5), dropout_rate=0.5, norm=eval_norm())
+  aspp = ASPP(features=4, atrous_rates=(2, 3, 5), dropout_rate=0.5, conv=eval_conv())
   params = randomized(aspp.init(jax.random.key(1), x, train=False)['params'], 2)
   stats = jax.tree.map(lambda p: {'mean': jnp.zeros_like(p['bn']['bias']),
                                   'var': jnp.ones_like(p['bn']['bias'])}, params,
@@ -146,7 +146,7 @@ def test_aspp_is_its_definition():
 def test_decoder_is_its_definition():
   x = jax.random.normal(jax.random.key(0), (1, 5, 6, 8))
   low = jax.random.normal(jax.random.key(1), (1, 17, 21, 6))
-  decoder = Decoder(low_level_features=3, features=4, norm=eval_norm())
+  decoder = Decoder(low_level_features=3, features=4, conv=eval_conv())
   variables = decoder.init(jax.random.key(2), x, low)
   params = randomized(variables['params'], 3)
   got = decoder.apply({'params': params, 'batch_stats': variables['batch_stats']}, x, low)

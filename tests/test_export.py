@@ -1,5 +1,5 @@
 """Exports loaded back (TF for the SavedModel, `jax.export.deserialize` for StableHLO) give the
-in-process model's outputs on the same images."""
+in-process model's outputs on the same images, whatever the padding holds."""
 
 import subprocess
 import sys
@@ -10,26 +10,50 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
+from deeplab_jax import checkpointing
 from deeplab_jax import export
+from deeplab_jax import sharding
 
 TINY_MODEL = ['--config.model.width=0.125', '--config.model.aspp_features=16',
               '--config.model.decoder_features=16', '--config.model.low_level_features=8',
               '--config.crop_size=(33,33)']
 
 
-def padded_pixels(image, config):
-  """The image padded with the mean pixel to eval_crop_size, as float32 [1, h, w, 3]."""
+def padded_pixels(image, config, fill=None):
+  """The image padded to eval_crop_size as float32 [1, h, w, 3]: with `fill` (a pixel), or with
+  random values, which the serving function must replace with the model's mean pixel."""
   height, width = config.eval_crop_size
-  padded = np.broadcast_to(np.asarray(config.mean_rgb, np.float32), (1, height, width, 3)).copy()
+  if fill is None:
+    padded = np.random.default_rng(7).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
+  else:
+    padded = np.broadcast_to(np.asarray(fill, np.float32), (1, height, width, 3)).copy()
   padded[0, :image.shape[0], :image.shape[1]] = image
   return padded
+
+
+def restore(config, workdir):
+  model, variables, _ = checkpointing.restore_model(config, workdir, sharding.create_mesh())
+  return model, jax.device_get(variables)
+
+
+def test_serving_pads_with_the_mean_pixel(tiny_checkpoint):
+  # The model itself run on the image padded with the recipe's mean pixel (127.5): what
+  # DeepLab's evaluation does. Whatever the padding held, serving gives the same.
+  config, workdir = tiny_checkpoint
+  model, variables = restore(config, workdir)
+  image = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+  labels, probabilities = jax.jit(export.make_serving_fn(config, model, variables))(
+      padded_pixels(image, config), np.array([[40, 50]]))
+  logits = model.apply(variables, padded_pixels(image, config, fill=127.5), train=False)
+  np.testing.assert_allclose(probabilities, jax.nn.softmax(logits, -1), atol=1e-5)
+  np.testing.assert_array_equal(labels, np.argmax(logits, -1))
 
 
 @pytest.fixture(scope='module')
 def savedmodel(tiny_checkpoint, tmp_path_factory):
   """(config, model, variables, the loaded serving_default signature) of the tiny checkpoint."""
   config, workdir = tiny_checkpoint
-  model, variables = export.restore_variables(config, workdir)
+  model, variables = restore(config, workdir)
   directory = str(tmp_path_factory.mktemp('export') / 'savedmodel')
   export.export_savedmodel(config, model, variables, directory)
   return config, model, variables, tf.saved_model.load(directory).signatures['serving_default']
@@ -85,7 +109,7 @@ def test_stablehlo_export_matches_the_model(tiny_checkpoint, shapes_dir, tmp_pat
   assert result.returncode == 0, result.stderr
   exported = jax.export.deserialize(bytearray(path.read_bytes()))
 
-  model, variables = export.restore_variables(config, workdir)
+  model, variables = restore(config, workdir)
   pixels = padded_pixels(np.random.default_rng(1).integers(0, 256, (50, 60, 3)), config)
   sizes = np.array([[50, 60]], np.int32)
   want_labels, want_probabilities = jax.jit(export.make_serving_fn(config, model, variables))(

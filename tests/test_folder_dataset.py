@@ -9,6 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import load_config
+from deeplab_jax import experiment
 from deeplab_jax.data import datasets
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.data.datasets import folder
@@ -39,13 +40,13 @@ def folder_config(root, data_dir):
   config = load_config('folder')
   config.folder.root = str(root)
   config.folder.ignore_value = IGNORE
-  config.model.num_classes = NUM_CLASSES
+  config.folder.num_classes = config.model.num_classes = NUM_CLASSES
   config.data_dir = str(data_dir)
   return config
 
 
 def read_split(config, split):
-  info = datasets.get('folder', config)
+  info = datasets.get('folder', config.folder)
   builder = datasets.prepare_builder(info, config.data_dir)
   examples = {}
   for example in tfds.as_numpy(builder.as_dataset(split)):
@@ -88,7 +89,7 @@ def test_training_batches_come_through_the_pipeline(tmp_path):
     write_pair(root / 'train', f'{index}', (20, 24), index)
   config = folder_config(root, tmp_path / 'tfds')
   config.crop_size, config.batch_size = (17, 17), 2
-  info = datasets.get('folder', config)
+  info = datasets.get('folder', config.folder)
   builder = datasets.prepare_builder(info, config.data_dir)
   batch = next(input_pipeline.as_numpy(input_pipeline.create_train_dataset(
       config, info, builder, seed=0)))
@@ -106,7 +107,7 @@ def test_a_changed_folder_is_built_again(tmp_path):
 
 def build(root, tmp_path):
   config = folder_config(root, tmp_path / 'tfds')
-  return datasets.prepare_builder(datasets.get('folder', config), config.data_dir)
+  return datasets.prepare_builder(datasets.get('folder', config.folder), config.data_dir)
 
 
 def test_image_without_label_is_named(tmp_path):
@@ -167,7 +168,28 @@ def test_colour_label_is_refused(tmp_path):
 def test_missing_root_names_the_key(tmp_path):
   config = folder_config(tmp_path / 'nowhere', tmp_path / 'tfds')
   with pytest.raises(datasets.DataError, match='config.folder.root: .*nowhere is not a directory'):
-    datasets.get('folder', config)
+    datasets.get('folder', config.folder)
   config.folder.root = None
   with pytest.raises(ValueError, match='config.folder.root'):
-    datasets.get('folder', config)
+    datasets.get('folder', config.folder)
+
+
+def test_folder_classes_are_named_or_counted_and_checked_against_the_model(tmp_path):
+  root = tmp_path / 'data'
+  write_pair(root / 'train', 'a', (8, 8), 0)
+  config = folder_config(root, tmp_path / 'tfds')
+  assert datasets.get('folder', config.folder).class_names == ('class_0', 'class_1', 'class_2')
+  config.folder.class_names = ('sky', 'road', 'car')
+  assert datasets.get('folder', config.folder).class_names == ('sky', 'road', 'car')
+  config.folder.num_classes = 4
+  with pytest.raises(ValueError, match=r"config.folder: .*class_names=\('sky', 'road', 'car'\) "
+                     'and num_classes=4'):
+    datasets.get('folder', config.folder)
+  config.folder.class_names, config.folder.num_classes = (), 0
+  with pytest.raises(ValueError, match='config.folder: name the classes'):
+    datasets.get('folder', config.folder)
+  # The model's class count is checked against the folder's, which no longer follows it.
+  config.folder.num_classes, config.model.num_classes = 3, 5
+  with pytest.raises(ValueError, match=r"config.model.num_classes=5, but dataset 'folder' has "
+                     '3 classes'):
+    experiment.prepare(config)

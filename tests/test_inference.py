@@ -8,7 +8,6 @@ import pytest
 
 from deeplab_jax import crf
 from deeplab_jax import defaults
-from deeplab_jax import evaluate
 from deeplab_jax import inference
 
 NUM_CLASSES = 4
@@ -111,15 +110,14 @@ def test_multi_scale_averages_probabilities_of_each_scale():
 
 def test_crf_refines_the_averaged_probabilities_of_the_real_pixels():
   # predict with a CRF is the CRF applied to plain inference's probabilities, on the images'
-  # RGB pixels (normalised pixels * std + mean) and within each image's size before padding.
+  # RGB pixels and within each image's size before padding.
   params = crf.CRFParams(iterations=2, bilateral_spatial_std=5.0, bilateral_colour_std=20.0)
-  model, batch = conv_model(random_kernel(3)), images()
+  conv = conv_model(random_kernel(3))
+  model = lambda x: conv(x / 127.5 - 1)  # Normalises its raw pixels, as our models do.
+  pixels = jax.random.uniform(jax.random.key(1), (2, 23, 31, 3), maxval=255)
   sizes = jnp.array([[23, 31], [17, 20]])
-  mean, std = (100.0, 110.0, 120.0), (50.0, 60.0, 70.0)
-  got = inference.predict_probabilities(model, batch, crf=params, mean_rgb=mean, std_rgb=std,
-                                        sizes=sizes)
-  plain = inference.predict_probabilities(model, batch)
-  pixels = batch * jnp.asarray(std) + jnp.asarray(mean)
+  got = inference.predict_probabilities(model, pixels, crf=params, sizes=sizes)
+  plain = inference.predict_probabilities(model, pixels)
   want = crf.dense_crf_batch(plain, pixels, params, sizes)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   assert np.abs(np.asarray(got) - np.asarray(plain))[0].max() > 1e-3  # The CRF did something.
@@ -127,10 +125,10 @@ def test_crf_refines_the_averaged_probabilities_of_the_real_pixels():
 
 def test_eval_crf_config_gives_the_crf_options():
   config = defaults.get_config()
-  assert evaluate.inference_options(config)['crf'] is None
+  assert inference.inference_options(config)['crf'] is None
   config.eval.crf = True
   config.eval.crf_params.iterations = 3
-  assert evaluate.inference_options(config)['crf'] == crf.CRFParams(iterations=3)
+  assert inference.inference_options(config)['crf'] == crf.CRFParams(iterations=3)
   config.eval.crf_params.sigma = 1.0
   with pytest.raises(ValueError, match=r"config.eval.crf_params: unknown \['sigma'\]"):
-    evaluate.inference_options(config)
+    inference.inference_options(config)

@@ -1,4 +1,5 @@
-"""Augmentation ops on hand-built inputs, label checks, and exact-once evaluation batches."""
+"""Augmentation ops on hand-built inputs, label checks, uint8 training batches whose boxes mark
+the image in each crop, and exact-once evaluation batches."""
 
 import hashlib
 
@@ -27,36 +28,50 @@ def assert_aligned(image, label, width=12):
   np.testing.assert_array_equal(label[valid], (image[..., 0] * width + image[..., 1])[valid])
 
 
-def test_pad_to_size_uses_mean_pixel_and_ignore_value():
+def box_of_image(image) -> list[int]:
+  """(top, left, bottom, right) of the pixels of a crop that come from a coordinate example:
+  those whose third channel is 7 (padding is 0)."""
+  rows, cols = np.nonzero(np.asarray(image)[..., 2] == 7)
+  return [rows.min(), cols.min(), rows.max() + 1, cols.max() + 1]
+
+
+def test_pad_to_size_uses_zeros_and_ignore_value_and_gives_the_box():
   image, label = coordinate_example(4, 5)
-  mean = (1.0, 2.0, 3.0)
-  padded_image, padded_label = preprocessing.pad_to_size(image, label, (6, 7), mean, 255)
+  padded_image, padded_label, box = preprocessing.pad_to_size(image, label, (6, 7), 255)
   assert padded_image.shape == (6, 7, 3) and padded_label.shape == (6, 7, 1)
   np.testing.assert_array_equal(padded_image[:4, :5], image)
   np.testing.assert_array_equal(padded_label[:4, :5], label)
-  np.testing.assert_array_equal(padded_image[4:, :], np.broadcast_to(mean, (2, 7, 3)))
-  np.testing.assert_array_equal(padded_image[:, 5:], np.broadcast_to(mean, (6, 2, 3)))
+  assert (np.asarray(padded_image)[4:] == 0).all() and (np.asarray(padded_image)[:, 5:] == 0).all()
   assert (np.asarray(padded_label)[4:] == 255).all() and (np.asarray(padded_label)[:, 5:] ==
                                                           255).all()
+  assert list(np.asarray(box)) == [0, 0, 4, 5]
 
 
-def test_crop_and_flip_keep_image_and_label_aligned():
+def test_crop_and_flip_keep_image_label_and_box_aligned():
+  # A 10x12 image padded to 12x14 and cropped to 11x13: crops hold padding at the bottom or
+  # right, on the left once flipped; the box must follow the image's pixels.
   image, label = coordinate_example()
-  crops = set()
+  padded_image, padded_label, padded_box = preprocessing.pad_to_size(image, label, (12, 14), 255)
+  crops, flips = set(), 0
   for seed in range(20):
-    cropped_image, cropped_label = preprocessing.random_crop(image, label, (5, 6), [seed, 1])
-    assert cropped_image.shape == (5, 6, 3)
+    cropped_image, cropped_label, box = preprocessing.random_crop(
+        padded_image, padded_label, padded_box, (11, 13), [seed, 1])
+    assert cropped_image.shape == (11, 13, 3)
     assert_aligned(cropped_image, cropped_label)
-    crops.add(int(cropped_label[0, 0, 0]))
-    flipped_image, flipped_label = preprocessing.random_flip(cropped_image, cropped_label,
-                                                             [seed, 2])
+    assert list(np.asarray(box)) == box_of_image(cropped_image)
+    crops.add(tuple(np.asarray(box)))
+    flipped_image, flipped_label, flipped_box = preprocessing.random_flip(
+        cropped_image, cropped_label, box, [seed, 2])
     assert_aligned(flipped_image, flipped_label)
-  assert len(crops) > 5  # Offsets vary with the seed.
+    assert list(np.asarray(flipped_box)) == box_of_image(flipped_image)
+    flips += not np.array_equal(flipped_image, cropped_image)
+  assert len(crops) > 2 and 0 < flips < 20  # Offsets and flips vary with the seed.
 
 
 def test_flip_happens_about_half_the_time():
   image, label = coordinate_example()
-  flips = [int(preprocessing.random_flip(image, label, [seed, 0])[1][0, 0, 0]) != 0
+  box = tf.constant([0, 0, 10, 12])
+  flips = [int(preprocessing.random_flip(image, label, box, [seed, 0])[1][0, 0, 0]) != 0
            for seed in range(200)]
   assert 70 < sum(flips) < 130
 
@@ -84,11 +99,18 @@ def test_train_batches(shapes_dir):
   batches = input_pipeline.as_numpy(
       input_pipeline.create_train_dataset(config, info, builder, seed=0))
   batch = next(batches)
-  assert batch['image'].shape == (8, 33, 33, 3) and batch['image'].dtype == np.float32
+  assert batch['image'].shape == (8, 33, 33, 3) and batch['image'].dtype == np.uint8
   assert batch['label'].shape == (8, 33, 33) and batch['label'].dtype == np.int32
   assert set(np.unique(batch['label'])) <= {0, 1, 2, 3, 255}
-  # Scale 0.5 turns 64x64 into 32x32: the last row and column are padding (ignored).
-  assert (batch['label'][:, 32, :] == 255).all() or (batch['label'][:, :, 32] == 255).all()
+  # Scale 0.5 turns 64x64 into 32x32 padded to 33: the last row, and the last column or (when
+  # flipped) the first, are padding, ignored and outside the box.
+  assert (batch['label'][:, 32, :] == 255).all() and (batch['image'][:, 32, :] == 0).all()
+  flipped = batch['box'][:, 1] == 1
+  assert 0 < flipped.sum() < 8
+  np.testing.assert_array_equal(batch['box'], [[0, 1, 32, 33] if f else [0, 0, 32, 32]
+                                               for f in flipped])
+  assert (batch['label'][flipped, :, 0] == 255).all()
+  assert (batch['label'][~flipped, :, 32] == 255).all()
   again = next(input_pipeline.as_numpy(
       input_pipeline.create_train_dataset(config, info, builder, seed=0)))
   np.testing.assert_array_equal(batch['image'], again['image'])  # Reproducible.
@@ -120,8 +142,7 @@ def test_eval_counts_every_example_exactly_once(shapes_dir, process_count):
       assert (batch['size'][batch['mask']] == 64).all()  # Sizes before padding to 65.
       assert (batch['size'][~batch['mask']] == 0).all()
       for image in batch['image'][batch['mask']]:
-        pixels = np.round(image[:64, :64] * config.std_rgb + config.mean_rgb)
-        seen.append(image_digest(pixels))
+        seen.append(image_digest(image[:64, :64]))
   assert len(set(batch_counts)) == 1  # Every process runs the same number of steps.
   assert sorted(seen) == want
 

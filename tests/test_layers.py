@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deeplab_jax.models.layers import (AtrousConv, SeparableConvBN, atrous_units,
+from deeplab_jax.models.layers import (AtrousConv, ConvBN, SeparableConvBN, atrous_units,
                                        interpolation_matrix, resize_bilinear)
 
 
@@ -86,8 +86,8 @@ def test_depthwise_conv_is_one_numpy_conv_per_channel(stride):
 def test_separable_conv_is_depthwise_bn_relu_pointwise_bn_relu():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(1, 9, 9, 3)).astype(np.float32)
-  layer = SeparableConvBN(5, rate=2, norm=functools.partial(nn.BatchNorm,
-                                                            use_running_average=True))
+  layer = SeparableConvBN(5, rate=2, conv=functools.partial(
+      ConvBN, norm=functools.partial(nn.BatchNorm, use_running_average=True)))
   variables = layer.init(jax.random.key(0), x)
   variables = jax.tree.map(lambda v: rng.uniform(0.5, 1.5, v.shape).astype(np.float32),
                            variables)

@@ -9,8 +9,9 @@ import numpy as np
 from PIL import Image
 
 from conftest import REPO
-from deeplab_jax import export
+from deeplab_jax import checkpointing
 from deeplab_jax import predict
+from deeplab_jax import sharding
 from deeplab_jax.data import datasets
 
 
@@ -59,8 +60,16 @@ def test_predict_command(tiny_checkpoint, shapes_dir, tmp_path):
   with Image.open(output / 'small_overlay.jpg') as overlay:
     assert overlay.size == (50, 40)
 
-  # The label PNG holds the model's argmax, computed here directly.
-  model, variables = export.restore_variables(config, workdir)
-  logits = model.apply(variables, (whole[None].astype(np.float32) - 127.5) / 127.5, train=False)
+  # The label PNGs hold the model's argmax, computed here directly: the whole image as it is,
+  # the small one padded to 65x65 with the recipe's mean pixel.
+  model, variables, _ = checkpointing.restore_model(config, workdir, sharding.create_mesh())
+  logits = model.apply(variables, whole[None].astype(np.float32), train=False)
   with Image.open(output / 'whole.png') as mask:
     np.testing.assert_array_equal(np.asarray(mask), np.argmax(logits[0], -1))
+  with Image.open(inputs / 'small.jpg') as file:
+    small = np.asarray(file.convert('RGB'))
+  padded = np.full((1, 65, 65, 3), 127.5, np.float32)
+  padded[0, :40, :50] = small
+  logits = model.apply(variables, padded, train=False)[0, :40, :50]
+  with Image.open(output / 'small.png') as mask:
+    np.testing.assert_array_equal(np.asarray(mask), np.argmax(logits, -1))

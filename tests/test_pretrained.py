@@ -13,6 +13,7 @@ from deeplab_jax import checkpointing
 from deeplab_jax import pretrained
 from deeplab_jax import sharding
 from deeplab_jax import train
+from deeplab_jax import train_state
 from deeplab_jax.convert import torchvision as tv_convert
 from deeplab_jax.models import create_model
 from conftest import load_config
@@ -54,7 +55,7 @@ def test_merge_names_other_shape_mismatches():
 
 def new_state(config, seed=0):
   mesh = sharding.create_mesh()
-  return train.create_train_state(config, create_model(config.model), mesh, seed), mesh
+  return train_state.create_train_state(config, create_model(config.model), mesh, seed), mesh
 
 
 def assert_trees_equal(a, b):
@@ -65,8 +66,7 @@ def test_fine_tuning_to_another_class_count(tmp_path, caplog):
   source = tiny_shapes_config(str(tmp_path))
   source.model.num_classes = 7
   source_state, _ = new_state(source, seed=1)
-  checkpointing.save_variables(str(tmp_path / 'pretrained'), {
-      'params': source_state.params, 'batch_stats': source_state.batch_stats})
+  checkpointing.save_variables(str(tmp_path / 'pretrained'), source_state.variables)
 
   target = tiny_shapes_config(str(tmp_path))
   fresh, mesh = new_state(target, seed=2)
@@ -111,7 +111,7 @@ def test_voc_recipe_starts_its_backbone_from_converted_imagenet_resnet101(tmp_pa
 def test_training_starts_from_init_from(shapes_dir, tmp_path):
   config = tiny_shapes_config(shapes_dir)
   source_state, _ = new_state(config, seed=5)
-  source = {'params': source_state.params, 'batch_stats': source_state.batch_stats}
+  source = source_state.variables
   checkpointing.save_variables(str(tmp_path / 'pretrained'), source)
 
   # A step with learning rate 0 leaves the parameters as they were initialised.

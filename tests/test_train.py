@@ -1,10 +1,12 @@
 """End to end on the embedded dataset: train, evaluate, log, checkpoint, and resume."""
 
 import glob
+import json
 import os
 
 import jax
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import tiny_shapes_config
@@ -19,6 +21,14 @@ def event_steps(path: str) -> dict[str, set[int]]:
     for value in event.summary.value:
       steps.setdefault(value.tag, set()).add(event.step)
   return steps
+
+
+def event_scalar(path: str, tag: str, step: int) -> float:
+  for event in tf.compat.v1.train.summary_iterator(path):
+    for value in event.summary.value:
+      if value.tag == tag and event.step == step:
+        return float(tf.make_ndarray(value.tensor))
+  raise KeyError((tag, step))
 
 
 def test_train_evaluate_then_resume(shapes_dir, tmp_path, monkeypatch):
@@ -36,6 +46,13 @@ def test_train_evaluate_then_resume(shapes_dir, tmp_path, monkeypatch):
               'eval/iou/square', 'eval/iou/triangle', 'eval/image_label_prediction',
               'eval/confusion_matrix', 'eval/legend'):
     assert steps[tag] == {2, 4}, tag
+  # Each evaluation's scores also go to eval/<step>.json, the same as in TensorBoard.
+  for step in (2, 4):
+    with open(os.path.join(workdir, 'eval', f'{step}.json')) as file:
+      scores = json.load(file)
+    assert scores['step'] == step and scores['split'] == config.eval_split
+    assert scores['mean_iou'] == pytest.approx(
+        event_scalar(first_events, 'eval/mean_iou', step), rel=1e-6)
 
   # Restart with more steps: it must continue from step 4 with the saved optimizer state.
   restored = []

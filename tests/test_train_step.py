@@ -8,6 +8,7 @@ import numpy as np
 from deeplab_jax import defaults
 from deeplab_jax import sharding
 from deeplab_jax import train
+from deeplab_jax import train_state
 from deeplab_jax.models import create_model
 
 
@@ -30,15 +31,15 @@ def random_batch(config, seed=0):
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, config.model.num_classes, (config.batch_size, *config.crop_size))
   labels[rng.random(labels.shape) < 0.2] = config.ignore_label
-  return {'image': rng.normal(size=(config.batch_size, *config.crop_size, 3)).astype(np.float32),
+  return {'image': rng.integers(0, 256, (config.batch_size, *config.crop_size, 3), np.uint8),
           'label': labels.astype(np.int32)}
 
 
 def run_steps(config, devices, num_steps=2):
   mesh = sharding.create_mesh(devices)
   model = create_model(config.model)
-  state = train.create_train_state(config, model, mesh, seed=0)
-  step = train.jit_train_step(train.make_train_step(config), mesh)
+  state = train_state.create_train_state(config, model, mesh, seed=0)
+  step = train.jit_train_step(train.make_train_step(config, model), mesh)
   for index in range(num_steps):
     batch = sharding.shard_batch(random_batch(config, index), mesh)
     assert batch['image'].sharding.spec == P('data')
@@ -73,14 +74,15 @@ def test_bfloat16_compute_float32_state():
 def test_train_step_compiles_once():
   config = tiny_config()
   traces = []
-  step_fn = train.make_train_step(config)
+  model = create_model(config.model)
+  step_fn = train.make_train_step(config, model)
 
   def counted(state, batch):
     traces.append(1)
     return step_fn(state, batch)
 
   mesh = sharding.create_mesh()
-  state = train.create_train_state(config, create_model(config.model), mesh, seed=0)
+  state = train_state.create_train_state(config, model, mesh, seed=0)
   step = train.jit_train_step(counted, mesh)
   for index in range(3):
     state, _ = step(state, sharding.shard_batch(random_batch(config, index), mesh))
@@ -92,7 +94,7 @@ def test_weight_decay_only_on_kernels():
   config.weight_decay, config.momentum = 0.5, 0.0
   params = {'conv': {'kernel': jnp.ones((3, 3)), 'bias': jnp.ones(3)},
             'bn': {'scale': jnp.ones(3), 'bias': jnp.ones(3)}}
-  tx = train.create_optimizer(config)
+  tx = train_state.create_optimizer(config)
   zeros = jax.tree.map(jnp.zeros_like, params)
   updates, _ = tx.update(zeros, tx.init(params), params)
   lr = config.learning_rate * (1 - 0 / config.num_train_steps)

@@ -1,9 +1,12 @@
 """torchvision ResNet, DeepLabV3, MobileNetV2 and VGG-16 weights -> our models and variables.
 
+Which torchvision arch each of our backbones imports from is the backbone registry's
+(`deeplab_jax.models.backbones`); this module knows how torchvision names their layers.
 torchvision's DeepLabV3 is expressed through our model config (`model_config`): its dilation
 policy, ASPP rates (12, 24, 36) at output stride 8, the extra 3x3 conv of its DeepLabHead, the
 auxiliary FCN head, dropout 0.5, and half-pixel bilinear resizing. The ImageNet MobileNetV2 and
 VGG-16 become our backbones alone, as DeepLab uses them (`LEFT_OUT` names what they lose).
+Converted models take raw RGB pixels and normalise them as torchvision's weights expect.
 """
 
 from collections.abc import Iterable, Mapping
@@ -19,15 +22,15 @@ import ml_collections
 import numpy as np
 
 from deeplab_jax import defaults
-from deeplab_jax.models import Backbone, create_model
+from deeplab_jax.models import Backbone, backbones, create_model
 from deeplab_jax.models import mobilenet_v2
 from deeplab_jax.models import vgg
-from deeplab_jax.models.resnet import ResNet
 
-RESNETS = ('resnet50', 'resnet101')  # With their ImageNet classifier.
-DEEPLABV3 = ('deeplabv3_resnet50', 'deeplabv3_resnet101')
-BACKBONE_ONLY = ('mobilenet_v2', 'vgg16', 'vgg16_bn')  # Without it: see LEFT_OUT.
-ARCHS = RESNETS + DEEPLABV3 + BACKBONE_ONLY
+# torchvision's ImageNet backbones -> ours, as the registry says.
+BACKBONES = {spec.torchvision_arch: name for name, spec in backbones.BACKBONES.items()
+             if spec.torchvision_arch}
+DEEPLABV3 = {'deeplabv3_resnet50': 'resnet50', 'deeplabv3_resnet101': 'resnet101'}
+ARCHS = (*BACKBONES, *DEEPLABV3)
 
 # torchvision modules (a pattern) that the backbone-only archs leave out, and what they are.
 LEFT_OUT = {
@@ -38,6 +41,9 @@ LEFT_OUT = {
               'have other shapes and start from their initialisation)'),
 }
 LEFT_OUT['vgg16_bn'] = LEFT_OUT['vgg16']
+BACKBONE_ONLY = tuple(LEFT_OUT)
+# The classification ResNets, which keep their ImageNet classifier.
+RESNETS = tuple(arch for arch in BACKBONES if arch not in BACKBONE_ONLY)
 
 # torchvision ResNet and DeepLabV3 module path -> ours (a function of the match); classification
 # ResNets get the 'backbone.' prefix of the segmentation models before matching.
@@ -146,7 +152,7 @@ def model_config(arch: str, num_classes: int, aux_head: bool = False) -> ml_coll
   """Our `config.model` for torchvision's `deeplabv3_resnet50/101` (arch names as in ARCHS)."""
   config = defaults.get_config().model
   config.architecture = 'deeplabv3'
-  config.backbone = arch.removeprefix('deeplabv3_')
+  config.backbone = DEEPLABV3[arch]
   config.num_classes = num_classes
   config.output_stride = 8  # replace_stride_with_dilation=[False, True, True].
   config.keep_rate_in_first_unit = True
@@ -166,20 +172,17 @@ def create_torchvision_model(arch: str, num_classes: int | None = None,
                              aux_head: bool = False) -> nn.Module:
   """Our model with torchvision's architecture; ResNets keep their ImageNet classifier.
 
-  num_classes is that of the ResNet or DeepLabV3 classifier. The backbone-only archs give our
-  backbone alone, at output stride 32 (no atrous convolution) like torchvision's.
+  num_classes is that of the ResNet or DeepLabV3 classifier. The other backbones come alone,
+  at output stride 32 (no atrous convolution) like torchvision's.
   """
   if arch not in ARCHS:
     raise ValueError(f'unknown arch {arch!r}; expected one of {ARCHS}')
-  if arch in RESNETS:
-    return Backbone(functools.partial(ResNet, depth=int(arch.removeprefix('resnet')),
-                                      output_stride=32, num_classes=num_classes))
-  if arch == 'mobilenet_v2':
-    return Backbone(functools.partial(mobilenet_v2.MobileNetV2, output_stride=32))
-  if arch in ('vgg16', 'vgg16_bn'):
-    return Backbone(functools.partial(vgg.VGG16, output_stride=32,
-                                      batch_norm=arch == 'vgg16_bn'))
-  return create_model(model_config(arch, num_classes, aux_head))
+  if arch in DEEPLABV3:
+    return create_model(model_config(arch, num_classes, aux_head))
+  spec = backbones.get(BACKBONES[arch])
+  classifier = {} if arch in BACKBONE_ONLY else {'num_classes': num_classes}
+  return Backbone(functools.partial(spec.module, output_stride=32, **classifier),
+                  spec.normalization)
 
 
 def _fold_conv_biases(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -202,10 +205,10 @@ def convert(state_dict: Mapping[str, object], arch: str,
             num_classes: int | None = None) -> tuple[nn.Module, dict]:
   """(model, variables) equivalent to torchvision's `arch` with the weights of `state_dict`.
 
-  `model.apply(variables, images, train=False)` on NHWC float images gives NHWC logits at the
-  input resolution (for the ResNets: the dict of features with ImageNet 'logits'; for the
-  backbone-only archs the features alone, and the modules of `left_out` are logged and not
-  converted). num_classes defaults to the state dict's; a DeepLabV3 state dict with an
+  `model.apply(variables, images, train=False)` on NHWC raw RGB images (0..255) gives NHWC
+  logits at the input resolution (for the ResNets: the dict of features with ImageNet
+  'logits'; for the backbone-only archs the features alone, and the modules of `left_out` are
+  logged and not converted). num_classes defaults to the state dict's; a DeepLabV3 state dict with an
   `aux_classifier` gives a model with the auxiliary head.
   """
   arrays = {key: np.asarray(value.detach().cpu().numpy() if hasattr(value, 'detach') else value)

@@ -1,9 +1,15 @@
 """tf.data pipelines: each process reads its own slice of a split and yields numpy batches.
 
-Training batches: {'image': float32 [B, h, w, 3] normalised, 'label': int32 [B, h, w]}.
-Evaluation batches, padded to the eval crop size, add 'size' (int32 [B, 2]: each image's height
-and width before padding) and 'mask' (bool [B]): False marks padding examples, so that every
-example of the split is counted exactly once whatever the batch size and number of processes.
+Images stay raw uint8 RGB pixels up to the model, which normalises them. Padding is zeros, and
+each batch says where its images lie so that the device can fill the rest with the model's mean
+pixel (`deeplab_jax.models.normalization`).
+
+Training batches: {'image': uint8 [B, h, w, 3], 'label': int32 [B, h, w], 'box': int32 [B, 4]
+(top, left, bottom, right of the pixels that belong to the image)}. Evaluation batches, padded
+at the bottom and right to the eval crop size, hold 'image', 'label', 'size' (int32 [B, 2]: each
+image's height and width before padding) and 'mask' (bool [B]): False marks padding examples,
+so that every example of the split is counted exactly once whatever the batch size and number
+of processes.
 """
 
 from collections.abc import Iterator
@@ -18,9 +24,6 @@ import tensorflow_datasets as tfds
 from deeplab_jax.data import preprocessing
 from deeplab_jax.data.datasets import DatasetInfo
 
-# TF only feeds the host; accelerators belong to JAX.
-tf.config.set_visible_devices([], 'GPU')
-
 
 def local_batch_size(global_batch_size: int, process_count: int, key: str) -> int:
   """The batch each process loads; the global batch must split evenly over processes."""
@@ -31,8 +34,8 @@ def local_batch_size(global_batch_size: int, process_count: int, key: str) -> in
 
 
 def _decode(example: dict, info: DatasetInfo, config: ml_collections.ConfigDict):
-  """(float32 image, int32 label of class ids or the ignore value), the label map applied."""
-  image = tf.cast(example[info.image_key], tf.float32)
+  """(uint8 image, int32 label of class ids or the ignore value), the label map applied."""
+  image = example[info.image_key]
   label = tf.cast(example[info.label_key], tf.int32)
   if info.label_map is not None:
     label = info.label_map(label, config.ignore_label)
@@ -67,13 +70,11 @@ def create_train_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
         tf.random.experimental.stateless_split(example_seed, 3))
     image, label = preprocessing.random_scale(image, label, config.min_scale, config.max_scale,
                                               scale_seed)
-    image, label = preprocessing.pad_to_size(image, label, crop_size, config.mean_rgb,
-                                             config.ignore_label)
-    image, label = preprocessing.random_crop(image, label, crop_size, crop_seed)
+    image, label, box = preprocessing.pad_to_size(image, label, crop_size, config.ignore_label)
+    image, label, box = preprocessing.random_crop(image, label, box, crop_size, crop_seed)
     if config.flip:
-      image, label = preprocessing.random_flip(image, label, flip_seed)
-    image = preprocessing.normalize(image, config.mean_rgb, config.std_rgb)
-    return {'image': image, 'label': label[..., 0]}
+      image, label, box = preprocessing.random_flip(image, label, box, flip_seed)
+    return {'image': image, 'label': label[..., 0], 'box': box}
 
   seeds = tf.data.Dataset.random(seed=seed).batch(2)
   ds = tf.data.Dataset.zip(ds, seeds).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
@@ -112,15 +113,13 @@ def create_eval_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
         'Evaluation image', _name(example, info), 'of size', size,
         'is larger than config.eval_crop_size', crop_size])
     with tf.control_dependencies([check]):
-      image, label = preprocessing.pad_to_size(image, label, crop_size, config.mean_rgb,
-                                               config.ignore_label)
-    image = tf.ensure_shape(preprocessing.normalize(image, config.mean_rgb, config.std_rgb),
-                            [*crop_size, 3])
+      image, label, _ = preprocessing.pad_to_size(image, label, crop_size, config.ignore_label)
+    image = tf.ensure_shape(image, [*crop_size, 3])
     label = tf.ensure_shape(label[..., 0], crop_size)
     return {'image': image, 'label': label, 'size': size, 'mask': tf.constant(True)}
 
   padding = tf.data.Dataset.from_tensors({
-      'image': tf.zeros([*crop_size, 3], tf.float32),
+      'image': tf.zeros([*crop_size, 3], tf.uint8),
       'label': tf.fill(crop_size, tf.constant(config.ignore_label, tf.int32)),
       'size': tf.zeros([2], tf.int32), 'mask': tf.constant(False)}).repeat()
   ds = builder.as_dataset(split, shuffle_files=False).map(

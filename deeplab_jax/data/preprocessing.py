@@ -1,7 +1,11 @@
-"""Per-example TF ops of the official DeepLab recipe: scale, pad, crop, flip, normalise.
+"""Per-example TF ops of the official DeepLab recipe: scale, pad, crop, flip.
 
-Images are float32 [H, W, 3] in 0..255; labels are int32 [H, W, 1]. Randomness is stateless,
-driven by an explicit seed per example, so a pipeline is reproducible.
+Images are [H, W, 3] RGB in 0..255 (uint8 from the datasets); labels are int32 [H, W, 1].
+Padding is zero in the
+image and the ignore value in the label; a box (int32 [4]: top, left, bottom, right) says which
+pixels of a crop belong to the image, so that the device can put the model's mean pixel in the
+rest (`deeplab_jax.models.normalization`). Randomness is stateless, driven by an explicit seed
+per example, so a pipeline is reproducible.
 """
 
 from collections.abc import Sequence
@@ -31,46 +35,50 @@ def check_labels(label: tf.Tensor, num_classes: int, ignore_label: int,
 
 def random_scale(image: tf.Tensor, label: tf.Tensor, min_scale: float, max_scale: float,
                  seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-  """Rescales by a factor drawn uniformly from [min_scale, max_scale]: bilinear / nearest."""
+  """Rescales by a factor drawn uniformly from [min_scale, max_scale]: bilinear / nearest.
+
+  The image keeps its dtype; integer pixels are rounded after the bilinear resize.
+  """
   if min_scale == max_scale == 1.0:
     return image, label
   scale = tf.random.stateless_uniform([], seed, min_scale, max_scale)
   size = tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float32) * scale), tf.int32)
-  image = tf.image.resize(image, size, method='bilinear')
+  resized = tf.image.resize(image, size, method='bilinear')
+  image = resized if image.dtype.is_floating else tf.cast(tf.round(resized), image.dtype)
   label = tf.image.resize(label, size, method='nearest')
   return image, label
 
 
 def pad_to_size(image: tf.Tensor, label: tf.Tensor, size: Sequence[int],
-                mean_rgb: Sequence[float], ignore_label: int) -> tuple[tf.Tensor, tf.Tensor]:
-  """Pads bottom and right up to at least `size`: the image with the mean pixel (0 once
-  normalised), the label with the ignore value so padding never counts."""
+                ignore_label: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """Pads bottom and right up to at least `size`, the image with zeros and the label with the
+  ignore value so padding never counts; also returns the box of the image in the result."""
   height, width = tf.shape(image)[0], tf.shape(image)[1]
   paddings = [[0, tf.maximum(size[0] - height, 0)], [0, tf.maximum(size[1] - width, 0)], [0, 0]]
-  mean = tf.constant(mean_rgb, tf.float32)
-  image = tf.pad(image - mean, paddings) + mean
+  image = tf.pad(image, paddings)
   label = tf.pad(label, paddings, constant_values=ignore_label)
-  return image, label
+  return image, label, tf.stack([0, 0, height, width])
 
 
-def random_crop(image: tf.Tensor, label: tf.Tensor, size: Sequence[int],
-                seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-  """The same random `size` window of image and label (both at least that large)."""
+def random_crop(image: tf.Tensor, label: tf.Tensor, box: tf.Tensor, size: Sequence[int],
+                seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """The same random `size` window of image and label (both at least that large), and the
+  image's `box` within it."""
   height, width = tf.shape(image)[0], tf.shape(image)[1]
   top_seed, left_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   top = tf.random.stateless_uniform([], top_seed, 0, height - size[0] + 1, dtype=tf.int32)
   left = tf.random.stateless_uniform([], left_seed, 0, width - size[1] + 1, dtype=tf.int32)
   image = image[top:top + size[0], left:left + size[1]]
   label = label[top:top + size[0], left:left + size[1]]
-  return tf.ensure_shape(image, [*size, 3]), tf.ensure_shape(label, [*size, 1])
+  box = tf.clip_by_value(box - tf.stack([top, left, top, left]), 0, tf.tile(size, [2]))
+  return tf.ensure_shape(image, [*size, 3]), tf.ensure_shape(label, [*size, 1]), box
 
 
-def random_flip(image: tf.Tensor, label: tf.Tensor,
-                seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-  """Flips image and label left-right together with probability 1/2."""
+def random_flip(image: tf.Tensor, label: tf.Tensor, box: tf.Tensor,
+                seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """Flips image, label and box left-right together with probability 1/2."""
+  width = tf.shape(image)[1]
+  flipped_box = tf.stack([box[0], width - box[3], box[2], width - box[1]])
   flip = tf.random.stateless_uniform([], seed) < 0.5
-  return tf.cond(flip, lambda: (image[:, ::-1], label[:, ::-1]), lambda: (image, label))
-
-
-def normalize(image: tf.Tensor, mean_rgb: Sequence[float], std_rgb: Sequence[float]) -> tf.Tensor:
-  return (image - tf.constant(mean_rgb, tf.float32)) / tf.constant(std_rgb, tf.float32)
+  return tf.cond(flip, lambda: (image[:, ::-1], label[:, ::-1], flipped_box),
+                 lambda: (image, label, box))

@@ -2,45 +2,24 @@
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
+from deeplab_jax.models import backbones
 from deeplab_jax.models.aspp import ASPP
-from deeplab_jax.models.backbone import Backbone
+from deeplab_jax.models.backbones import BACKBONES, Backbone, create_backbone
 from deeplab_jax.models.decoder import Decoder
 from deeplab_jax.models.deeplab import AuxiliaryHead, DeepLab, PyramidClassifier
 from deeplab_jax.models.layers import AtrousConv, ConvBN, SeparableConvBN, resize_bilinear
 from deeplab_jax.models.mobilenet_v2 import MobileNetV2
+from deeplab_jax.models.normalization import Normalization
 from deeplab_jax.models.resnet import ResNet
 from deeplab_jax.models.vgg import VGG16, LargeFOV
 from deeplab_jax.models.xception import Xception65
 
 ARCHITECTURES = ('deeplabv1', 'deeplabv2', 'deeplabv3', 'deeplabv3plus')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-# Backbones besides the ResNets: factories of output_stride and width.
-OTHER_BACKBONES = {'vgg16': VGG16, 'vgg16_bn': functools.partial(VGG16, batch_norm=True),
-                   'xception65': Xception65, 'mobilenetv2': MobileNetV2}
-BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', *OTHER_BACKBONES)
-# The (low-level at stride 4, auxiliary, final) features of each backbone family.
-FEATURES = {'resnet': ('stage1', 'stage3', 'stage4'), 'vgg16': ('pool2', 'pool4', 'pool5'),
-            'xception65': ('low_level', 'middle_flow', 'exit_flow'),
-            'mobilenetv2': ('stage2', 'stage5', 'stage7')}
-
-
-def create_backbone(config: ml_collections.ConfigDict) -> functools.partial:
-  """A backbone factory from `config.backbone`, e.g. 'resnet101', 'resnet101_beta' or 'vgg16'."""
-  name = config.backbone
-  common = dict(output_stride=config.output_stride, width=config.width)
-  if name in OTHER_BACKBONES:
-    return functools.partial(OTHER_BACKBONES[name], **common)
-  depth, _, stem = name.removeprefix('resnet').partition('_')
-  if not name.startswith('resnet') or not depth.isdigit() or stem not in ('', 'beta'):
-    raise ValueError(f'model.backbone: unknown backbone {name!r}; expected one of {BACKBONES}, '
-                     "a ResNet optionally with the suffix '_beta'")
-  return functools.partial(
-      ResNet, depth=int(depth), stem=stem or 'standard',
-      multi_grid=tuple(config.multi_grid) if config.multi_grid else None,
-      keep_rate_in_first_unit=config.keep_rate_in_first_unit, **common)
 
 
 def create_context(config: ml_collections.ConfigDict) -> functools.partial | None:
@@ -51,13 +30,25 @@ def create_context(config: ml_collections.ConfigDict) -> functools.partial | Non
                        f'got {tuple(config.atrous_rates)}')
     return functools.partial(LargeFOV, features=config.large_fov_features,
                              rate=config.atrous_rates[0], dropout_rate=config.dropout_rate,
-                             batch_norm=config.backbone == 'vgg16_bn', name='large_fov')
+                             batch_norm=backbones.get(config.backbone).batch_norm,
+                             name='large_fov')
   if config.architecture == 'deeplabv2':
     return None
   return functools.partial(ASPP, features=config.aspp_features,
                            atrous_rates=tuple(config.atrous_rates),
                            dropout_rate=config.dropout_rate, separable=config.separable_conv,
                            name='aspp')
+
+
+def normalization(config: ml_collections.ConfigDict) -> Normalization:
+  """The backbone's pixel normalisation, or `config.mean_rgb` / `config.std_rgb` where set."""
+  default = backbones.get(config.backbone).normalization
+  mean = tuple(config.mean_rgb or default.mean_rgb)
+  std = tuple(config.std_rgb or default.std_rgb)
+  if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+    raise ValueError(f'model.mean_rgb={mean} and model.std_rgb={std} must be three values each, '
+                     'the standard deviations positive')
+  return Normalization(mean, std)
 
 
 def create_model(config: ml_collections.ConfigDict) -> DeepLab:
@@ -67,21 +58,29 @@ def create_model(config: ml_collections.ConfigDict) -> DeepLab:
                      f'expected one of {ARCHITECTURES}')
   if config.dtype not in DTYPES:
     raise ValueError(f'model.dtype: unknown {config.dtype!r}; expected one of {tuple(DTYPES)}')
+  spec = backbones.get(config.backbone)
   decoder = None
   if config.architecture == 'deeplabv3plus':
     decoder = functools.partial(Decoder, low_level_features=config.low_level_features,
                                 features=config.decoder_features,
                                 align_corners=config.align_corners,
                                 separable=config.separable_conv)
-  backbone = create_backbone(config)
-  family = 'resnet' if config.backbone.startswith('resnet') else config.backbone.removesuffix('_bn')
-  low_level, aux, final = FEATURES[family]
-  return DeepLab(num_classes=config.num_classes, backbone=backbone,
+  return DeepLab(num_classes=config.num_classes, backbone=create_backbone(config),
                  context=create_context(config), decoder=decoder,
                  head_features=config.head_features,
                  classifier_rates=(tuple(config.atrous_rates)
                                    if config.architecture == 'deeplabv2' else ()),
-                 aux_head_features=config.aux_head_features, low_level_feature=low_level,
-                 aux_feature=aux, final_feature=final, align_corners=config.align_corners,
+                 aux_head_features=config.aux_head_features, low_level_feature=spec.low_level,
+                 aux_feature=spec.auxiliary, final_feature=spec.final,
+                 align_corners=config.align_corners, normalization=normalization(config),
                  bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
                  dtype=DTYPES[config.dtype])
+
+
+def abstract_variables(model, image_size: tuple[int, int],
+                       sharding: jax.sharding.Sharding | None = None):
+  """The shapes and dtypes of `model`'s variables (with `sharding`), computing nothing: what
+  model weights are restored onto."""
+  images = jax.ShapeDtypeStruct((1, *image_size, 3), jnp.uint8)
+  shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)

@@ -1,7 +1,6 @@
 """Atrous Spatial Pyramid Pooling (DeepLab v3): parallel atrous branches plus image pooling."""
 
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -21,19 +20,18 @@ class ASPP(nn.Module):
   atrous_rates: Sequence[int] = (6, 12, 18)
   dropout_rate: float = 0.1
   separable: bool = False
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    conv = lambda *args, **kw: ConvBN(self.features, *args, norm=self.norm, dtype=self.dtype, **kw)
-    branches = [conv(1, name='conv1x1')(x)]
+    branches = [self.conv(self.features, 1, name='conv1x1')(x)]
     for index, rate in enumerate(self.atrous_rates):
       name = f'atrous{index + 1}'
       branches.append(
-          SeparableConvBN(self.features, rate, norm=self.norm, dtype=self.dtype, name=name)(x)
-          if self.separable else conv(3, rate, name=name)(x))
-    pooled = conv(1, name='image_pooling')(jnp.mean(x, axis=(1, 2), keepdims=True))
+          SeparableConvBN(self.features, rate, conv=self.conv, name=name)(x)
+          if self.separable else self.conv(self.features, 3, rate, name=name)(x))
+    pooled = self.conv(self.features, 1, name='image_pooling')(
+        jnp.mean(x, axis=(1, 2), keepdims=True))
     branches.append(jnp.broadcast_to(pooled, x.shape[:3] + (self.features,)))
-    x = conv(1, name='projection')(jnp.concatenate(branches, axis=-1))
+    x = self.conv(self.features, 1, name='projection')(jnp.concatenate(branches, axis=-1))
     return nn.Dropout(self.dropout_rate, deterministic=not train)(x)

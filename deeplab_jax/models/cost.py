@@ -11,7 +11,7 @@ def count_params(params) -> int:
 
 def inference_cost(model, image_size: tuple[int, int]) -> tuple[float, int]:
   """(FLOPs of `model` on one image of `image_size`, parameter count); nothing is computed."""
-  images = jax.ShapeDtypeStruct((1, *image_size, 3), jnp.float32)
+  images = jax.ShapeDtypeStruct((1, *image_size, 3), jnp.uint8)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
   lowered = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images)
   return lowered.cost_analysis()['flops'], count_params(variables['params'])

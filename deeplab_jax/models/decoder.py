@@ -1,7 +1,5 @@
 """The DeepLab v3+ decoder: refine the ASPP output with stride-4 backbone features."""
 
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -18,16 +16,14 @@ class Decoder(nn.Module):
   features: int = 256
   align_corners: bool = True
   separable: bool = False
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array, low_level: jax.Array) -> jax.Array:
-    conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
-    low_level = conv(self.low_level_features, 1, name='low_level_projection')(low_level)
+    low_level = self.conv(self.low_level_features, 1, name='low_level_projection')(low_level)
     x = resize_bilinear(x, low_level.shape[1:3], self.align_corners).astype(low_level.dtype)
     x = jnp.concatenate([x, low_level], axis=-1)
     for name in ('conv1', 'conv2'):
-      x = (SeparableConvBN(self.features, norm=self.norm, dtype=self.dtype, name=name)(x)
-           if self.separable else conv(self.features, 3, name=name)(x))
+      x = (SeparableConvBN(self.features, conv=self.conv, name=name)(x)
+           if self.separable else self.conv(self.features, 3, name=name)(x))
     return x

@@ -11,7 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeplab_jax.models.layers import AtrousConv, ConvBN, ModuleDef, batch_norm, resize_bilinear
+from deeplab_jax.models.layers import (AtrousConv, ConvBN, ModuleDef, conv_bn_factory,
+                                       resize_bilinear)
+from deeplab_jax.models.normalization import SYMMETRIC, Normalization, normalize
 
 
 def classifier(num_classes: int, dtype: Any, name: str, kernel_size: int = 1,
@@ -25,11 +27,10 @@ class PyramidClassifier(nn.Module):
   """DeepLab v2's ASPP-L: one 3x3 atrous convolution to class logits per rate, summed."""
   num_classes: int
   rates: Sequence[int] = (6, 12, 18, 24)
-  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    return sum(classifier(self.num_classes, self.dtype, f'rate{rate}', 3, rate)(x)
+    return sum(classifier(self.num_classes, x.dtype, f'rate{rate}', 3, rate)(x)
                for rate in self.rates)
 
 
@@ -37,21 +38,22 @@ class AuxiliaryHead(nn.Module):
   """torchvision's FCNHead: 3x3 conv + BN + ReLU, dropout 0.1, 1x1 classifier."""
   num_classes: int
   features: int = 256
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = ConvBN(self.features, 3, norm=self.norm, dtype=self.dtype, name='conv')(x)
+    x = self.conv(self.features, 3, name='conv')(x)
     x = nn.Dropout(0.1, deterministic=not train)(x)
-    return classifier(self.num_classes, self.dtype, 'classifier')(x)
+    return classifier(self.num_classes, x.dtype, 'classifier')(x)
 
 
 class DeepLab(nn.Module):
-  """Semantic segmentation: NHWC float images -> NHWC logits at the input resolution.
+  """Semantic segmentation: NHWC raw RGB images (0..255) -> NHWC logits at the input resolution.
 
-  backbone, context and decoder are module factories (e.g. `functools.partial(ResNet,
-  depth=50)`) that receive the BatchNorm factory and compute dtype here; the context module
+  The images are first normalised (`normalization`, the backbone's) and cast to the compute
+  dtype. backbone, context and decoder are module factories (e.g. `functools.partial(ResNet,
+  depth=50)`) that receive `conv`, the ConvBN factory with this model's BatchNorm and compute
+  dtype; layers without BatchNorm compute in their input's dtype. The context module
   (ASPP, LargeFOV) is named by its factory's `name`. context=None feeds the backbone's features
   to the classifier directly; decoder=None gives no decoder. head_features > 0 adds a 3x3 conv
   before the classifier (torchvision's DeepLabHead). classifier_rates makes the classifier
@@ -70,30 +72,31 @@ class DeepLab(nn.Module):
   aux_feature: str = 'stage3'
   final_feature: str = 'stage4'
   align_corners: bool = True
+  normalization: Normalization = SYMMETRIC
   bn_momentum: float = 0.9997
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
-    parts = dict(norm=batch_norm(train, self.bn_momentum, self.bn_epsilon, self.dtype),
-                 dtype=self.dtype)
+    conv = conv_bn_factory(train, self.bn_momentum, self.bn_epsilon, self.dtype)
     size = images.shape[1:3]
-    features = self.backbone(**parts, name='backbone')(images)
+    x = normalize(images, self.normalization.mean_rgb, self.normalization.std_rgb)
+    features = self.backbone(conv=conv, name='backbone')(x.astype(self.dtype))
     x = features[self.final_feature]
     if self.context is not None:
-      x = self.context(**parts)(x, train)
+      x = self.context(conv=conv)(x, train)
     if self.decoder is not None:
-      x = self.decoder(**parts, name='decoder')(x, features[self.low_level_feature])
+      x = self.decoder(conv=conv, name='decoder')(x, features[self.low_level_feature])
     if self.head_features:
-      x = ConvBN(self.head_features, 3, **parts, name='head')(x)
+      x = conv(self.head_features, 3, name='head')(x)
     if self.classifier_rates:
-      logits = PyramidClassifier(self.num_classes, tuple(self.classifier_rates), self.dtype,
+      logits = PyramidClassifier(self.num_classes, tuple(self.classifier_rates),
                                  name='classifier')(x)
     else:
       logits = classifier(self.num_classes, self.dtype, 'classifier')(x)
     if self.aux_head_features:
-      aux_logits = AuxiliaryHead(self.num_classes, self.aux_head_features, **parts,
+      aux_logits = AuxiliaryHead(self.num_classes, self.aux_head_features, conv,
                                  name='aux_head')(features[self.aux_feature], train)
       self.sow('intermediates', 'aux_logits',
                resize_bilinear(aux_logits, size, self.align_corners))

@@ -98,26 +98,25 @@ class SeparableConvBN(nn.Module):
   rate: int = 1
   stride: int = 1
   activation: Callable[[jax.Array], jax.Array] | None = nn.relu
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     channels = x.shape[-1]
-    x = ConvBN(channels, 3, self.rate, self.stride, groups=channels, norm=self.norm,
-               dtype=self.dtype, name='depthwise')(x)
-    return ConvBN(self.features, 1, activation=self.activation, norm=self.norm, dtype=self.dtype,
-                  name='pointwise')(x)
+    x = self.conv(channels, 3, self.rate, self.stride, groups=channels, name='depthwise')(x)
+    return self.conv(self.features, 1, activation=self.activation, name='pointwise')(x)
 
 
-def batch_norm(train: bool, momentum: float, epsilon: float, dtype: Any) -> ModuleDef:
-  """BatchNorm factory: batch statistics when training, running averages otherwise.
+def conv_bn_factory(train: bool, momentum: float, epsilon: float, dtype: Any) -> ModuleDef:
+  """`ConvBN` with its BatchNorm and compute dtype bound: what a model hands down to its parts.
 
-  Under `jax.jit` over a batch-sharded global array the batch statistics are reduced over the
-  whole global batch, i.e. cross-replica BatchNorm, with no axis names needed.
+  BatchNorm uses batch statistics when training and running averages otherwise. Under `jax.jit`
+  over a batch-sharded global array the batch statistics are reduced over the whole global
+  batch, i.e. cross-replica BatchNorm, with no axis names needed.
   """
-  return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=momentum,
+  norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=momentum,
                            epsilon=epsilon, dtype=dtype)
+  return functools.partial(ConvBN, norm=norm, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,7 +1,5 @@
 """MobileNetV2 (inverted residuals with linear bottlenecks) with an atrous output stride."""
 
-from typing import Any
-
 import flax.linen as nn
 import jax
 
@@ -25,12 +23,11 @@ class InvertedResidual(nn.Module):
   expansion: int
   stride: int = 1
   rate: int = 1
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
+    conv = self.conv
     hidden = make_divisible(x.shape[-1] * self.expansion)
     y = x
     if self.expansion != 1:
@@ -49,13 +46,12 @@ class MobileNetV2(nn.Module):
   """
   output_stride: int = 16
   width: float = 1.0
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-    x = ConvBN(make_divisible(32 * self.width), 3, stride=2, activation=nn.relu6,
-               norm=self.norm, dtype=self.dtype, name='stem_conv')(x)
+    x = self.conv(make_divisible(32 * self.width), 3, stride=2, activation=nn.relu6,
+                  name='stem_conv')(x)
     features = {'stem': x}
     strides = [stride if unit == 0 else 1
                for _, _, num_units, stride in STAGES for unit in range(num_units)]
@@ -64,6 +60,6 @@ class MobileNetV2(nn.Module):
       for unit in range(1, num_units + 1):
         stride, rate = next(units)
         x = InvertedResidual(make_divisible(channels * self.width), expansion, stride, rate,
-                             norm=self.norm, dtype=self.dtype, name=f'stage{index}_unit{unit}')(x)
+                             self.conv, name=f'stage{index}_unit{unit}')(x)
       features[f'stage{index}'] = x
     return features

@@ -1,7 +1,6 @@
 """ResNet v1 backbones (18, 34, 50, 101; 7x7 or "beta" stem) with an atrous output stride."""
 
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -14,13 +13,12 @@ class BasicBlock(nn.Module):
   features: int
   stride: int = 1
   rate: int = 1
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
   expansion = 1
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
+    conv = self.conv
     y = conv(self.features, 3, self.rate, self.stride, name='conv1')(x)
     y = conv(self.features, 3, self.rate, activation=None, name='conv2')(y)
     if x.shape != y.shape:
@@ -33,13 +31,12 @@ class Bottleneck(nn.Module):
   features: int
   stride: int = 1
   rate: int = 1
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
   expansion = 4
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
+    conv = self.conv
     y = conv(self.features, 1, name='conv1')(x)
     y = conv(self.features, 3, self.rate, self.stride, name='conv2')(y)
     y = conv(self.features * 4, 1, activation=None, name='conv3')(y)
@@ -90,7 +87,8 @@ class ResNet(nn.Module):
 
   stem='standard' is one 7x7 stride-2 convolution; stem='beta' is three 3x3 convolutions
   (64, 64, 128 channels), DeepLab's resnet_v1_beta. width scales every channel count. With
-  num_classes, an ImageNet-style classifier (global average pool, dense) adds 'logits'.
+  num_classes, an ImageNet-style classifier (global average pool, dense) adds 'logits'. conv
+  is the ConvBN factory the model hands down (its BatchNorm and compute dtype).
   """
   depth: int = 50
   stem: str = 'standard'
@@ -99,8 +97,7 @@ class ResNet(nn.Module):
   keep_rate_in_first_unit: bool = False
   width: float = 1.0
   num_classes: int | None = None
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
@@ -108,7 +105,7 @@ class ResNet(nn.Module):
       raise ValueError(f'ResNet depth must be one of {sorted(RESNETS)}, got {self.depth}')
     block, stage_sizes = RESNETS[self.depth]
     channels = lambda c: scaled_channels(c, self.width)
-    conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
+    conv = self.conv
     if self.stem == 'standard':
       x = conv(channels(64), 7, stride=2, name='stem_conv')(x)
     elif self.stem == 'beta':
@@ -124,10 +121,10 @@ class ResNet(nn.Module):
                                self.keep_rate_in_first_unit)
     for index, (stride, rates) in enumerate(schedule):
       for unit, rate in enumerate(rates):
-        x = block(channels(64 * 2**index), stride if unit == 0 else 1, rate, norm=self.norm,
-                  dtype=self.dtype, name=f'stage{index + 1}_unit{unit + 1}')(x)
+        x = block(channels(64 * 2**index), stride if unit == 0 else 1, rate, conv,
+                  name=f'stage{index + 1}_unit{unit + 1}')(x)
       features[f'stage{index + 1}'] = x
     if self.num_classes:
-      features['logits'] = nn.Dense(self.num_classes, dtype=self.dtype, name='logits')(
+      features['logits'] = nn.Dense(self.num_classes, dtype=x.dtype, name='logits')(
           x.mean(axis=(1, 2)))
     return features

@@ -1,7 +1,5 @@
 """VGG-16 (DeepLab v1's backbone) with an atrous output stride, and DeepLab-LargeFOV's fc6/fc7."""
 
-from typing import Any
-
 import flax.linen as nn
 import jax
 
@@ -17,16 +15,14 @@ class ConvReLU(nn.Module):
   kernel_size: int = 3
   rate: int = 1
   batch_norm: bool = False
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.batch_norm:
-      return ConvBN(self.features, self.kernel_size, self.rate, norm=self.norm, dtype=self.dtype,
-                    name='conv')(x)
+      return self.conv(self.features, self.kernel_size, self.rate, name='conv')(x)
     x = AtrousConv(self.features, self.kernel_size, self.rate, use_bias=True, padding='SYMMETRIC',
-                   dtype=self.dtype, name='conv')(x)
+                   dtype=x.dtype, name='conv')(x)
     return nn.relu(x)
 
 
@@ -42,8 +38,7 @@ class VGG16(nn.Module):
   output_stride: int = 8
   batch_norm: bool = False
   width: float = 1.0
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
@@ -52,8 +47,8 @@ class VGG16(nn.Module):
     for stage, ((channels, num_convs), (pool_stride, rate)) in enumerate(zip(STAGES, pools),
                                                                           start=1):
       for index in range(1, num_convs + 1):
-        x = ConvReLU(scaled_channels(channels, self.width), 3, rate, self.batch_norm, self.norm,
-                     self.dtype, name=f'conv{stage}_{index}')(x)
+        x = ConvReLU(scaled_channels(channels, self.width), 3, rate, self.batch_norm, self.conv,
+                     name=f'conv{stage}_{index}')(x)
       x = nn.max_pool(x, (3, 3), strides=(pool_stride, pool_stride), padding=((1, 1), (1, 1)))
       features[f'pool{stage}'] = x
     return features
@@ -66,13 +61,11 @@ class LargeFOV(nn.Module):
   rate: int = 12
   dropout_rate: float = 0.5
   batch_norm: bool = False
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for name, kernel_size, rate in (('fc6', 3, self.rate), ('fc7', 1, 1)):
-      x = ConvReLU(self.features, kernel_size, rate, self.batch_norm, self.norm, self.dtype,
-                   name=name)(x)
+      x = ConvReLU(self.features, kernel_size, rate, self.batch_norm, self.conv, name=name)(x)
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return x

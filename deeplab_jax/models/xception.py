@@ -1,7 +1,6 @@
 """Xception-65 as modified for DeepLab v3+ (aligned Xception), with an atrous output stride."""
 
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -33,8 +32,7 @@ class XceptionBlock(nn.Module):
   stride: int = 1
   rate: int = 1
   shortcut: str = 'conv'
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -46,13 +44,13 @@ class XceptionBlock(nn.Module):
       if pre_activation:
         y = nn.relu(y)
       y = SeparableConvBN(features, self.rate, self.stride if index == 2 else 1,
-                          activation=None if pre_activation else nn.relu, norm=self.norm,
-                          dtype=self.dtype, name=f'separable_conv{index + 1}')(y)
+                          activation=None if pre_activation else nn.relu, conv=self.conv,
+                          name=f'separable_conv{index + 1}')(y)
       if index == 1:
         hidden = y
     if self.shortcut == 'conv':
-      y = y + ConvBN(self.features[-1], 1, stride=self.stride, activation=None, norm=self.norm,
-                     dtype=self.dtype, name='shortcut')(x)
+      y = y + self.conv(self.features[-1], 1, stride=self.stride, activation=None,
+                        name='shortcut')(x)
     elif self.shortcut == 'sum':
       y = y + x
     return y, hidden
@@ -67,21 +65,19 @@ class Xception65(nn.Module):
   """
   output_stride: int = 16
   width: float = 1.0
-  norm: ModuleDef = nn.BatchNorm
-  dtype: Any = None
+  conv: ModuleDef = ConvBN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
     channels = lambda c: scaled_channels(c, self.width)
-    conv = lambda *args, **kw: ConvBN(*args, norm=self.norm, dtype=self.dtype, **kw)
-    x = conv(channels(32), 3, stride=2, name='stem_conv1')(x)
-    x = conv(channels(64), 3, name='stem_conv2')(x)
+    x = self.conv(channels(32), 3, stride=2, name='stem_conv1')(x)
+    x = self.conv(channels(64), 3, name='stem_conv2')(x)
     features = {'stem': x}
     units = atrous_units([stride for _, _, stride, _ in XCEPTION65], self.output_stride,
                          input_stride=2)
     for (name, depths, _, shortcut), (stride, rate) in zip(XCEPTION65, units):
-      x, hidden = XceptionBlock(tuple(map(channels, depths)), stride, rate, shortcut,
-                                norm=self.norm, dtype=self.dtype, name=name)(x)
+      x, hidden = XceptionBlock(tuple(map(channels, depths)), stride, rate, shortcut, self.conv,
+                                name=name)(x)
       if name == 'entry_block2':
         features['low_level'] = hidden
       if name in FLOW_ENDS:

@@ -86,14 +86,17 @@ DATASETS = {
 }
 
 
-def folder_info(config: ml_collections.ConfigDict) -> DatasetInfo:
-  """The registry entry of the image folder `config.folder` describes."""
-  spec = config.folder
+def folder_info(spec: ml_collections.ConfigDict) -> DatasetInfo:
+  """The registry entry of the image folder `spec` (a recipe's `folder` section) describes."""
   if not spec.root:
     raise ValueError("config.folder.root: the 'folder' dataset needs the folder holding "
                      'images/ and labels/ (or one such pair per split)')
   class_names = tuple(spec.class_names) or tuple(
-      f'class_{index}' for index in range(config.model.num_classes))
+      f'class_{index}' for index in range(spec.num_classes))
+  if not class_names or spec.num_classes not in (0, len(class_names)):
+    raise ValueError(f'config.folder: name the classes (class_names) or count them '
+                     f'(num_classes); got class_names={tuple(spec.class_names)} and '
+                     f'num_classes={spec.num_classes}')
   builder_config = folder.FolderConfig.create(spec.root, len(class_names), spec.ignore_value)
   return DatasetInfo(
       name='folder', tfds_name='segmentation_folder', class_names=class_names,
@@ -104,10 +107,11 @@ def folder_info(config: ml_collections.ConfigDict) -> DatasetInfo:
       builder_kwargs={'config': builder_config})
 
 
-def get(name: str, config: ml_collections.ConfigDict | None = None) -> DatasetInfo:
-  """The registry entry of dataset `name` ('folder' reads its description from `config`)."""
+def get(name: str, folder_spec: ml_collections.ConfigDict | None = None) -> DatasetInfo:
+  """The registry entry of dataset `name`; 'folder' is described by `folder_spec` (a recipe's
+  `folder` section)."""
   if name == 'folder':
-    return folder_info(config)
+    return folder_info(folder_spec)
   if name not in DATASETS:
     raise KeyError(f'config.dataset: unknown dataset {name!r}; known: '
                    f"{sorted(DATASETS) + ['folder']}")

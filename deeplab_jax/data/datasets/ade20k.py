@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 
 from deeplab_jax.data.datasets import downloads
 from deeplab_jax.data.datasets.errors import DataError
-from deeplab_jax.data.datasets.features import segmentation_features
+from deeplab_jax.data.datasets.features import segmentation_info
 
 ARCHIVE = 'ADEChallengeData2016.zip'
 URL = f'http://data.csail.mit.edu/places/ADEchallenge/{ARCHIVE}'
@@ -122,11 +122,7 @@ class Ade20kSegmentation(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=segmentation_features('jpeg'),
-        supervised_keys=('image', 'segmentation_mask'),
-        homepage='http://sceneparsing.csail.mit.edu/')
+    return segmentation_info(self, __doc__, 'jpeg', 'http://sceneparsing.csail.mit.edu/')
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = downloads.extract_or_download(dl_manager, {ARCHIVE: URL})[ARCHIVE]

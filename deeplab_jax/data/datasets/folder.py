@@ -21,9 +21,9 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from deeplab_jax.data.datasets.errors import DataError, check_label_values
-from deeplab_jax.data.datasets.features import segmentation_features
+from deeplab_jax.data.datasets.features import segmentation_info
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')  # What PIL reads.
 
 
 def _files_by_stem(directory: str, suffixes: tuple[str, ...]) -> dict[str, str]:
@@ -133,10 +133,7 @@ class SegmentationFolder(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': 'First release.'}
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=segmentation_features('png'),  # PNG keeps the decoded pixels exactly.
-        supervised_keys=('image', 'segmentation_mask'))
+    return segmentation_info(self, __doc__, 'png')  # PNG keeps the decoded pixels exactly.
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # The files are on this machine.

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 
 from deeplab_jax.data.datasets import downloads
 from deeplab_jax.data.datasets.errors import DataError, check_label_values
-from deeplab_jax.data.datasets.features import segmentation_features
+from deeplab_jax.data.datasets.features import segmentation_info
 
 CLASS_NAMES = (
     'background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
@@ -105,11 +105,8 @@ class Voc2012Segmentation(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=segmentation_features('jpeg'),
-        supervised_keys=('image', 'segmentation_mask'),
-        homepage='http://host.robots.ox.ac.uk/pascal/VOC/voc2012/')
+    return segmentation_info(self, __doc__, 'jpeg',
+                             'http://host.robots.ox.ac.uk/pascal/VOC/voc2012/')
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     extracted = downloads.extract_or_download(dl_manager, URLS)

@@ -1,0 +1,104 @@
+"""The backbone registry: each backbone is one entry, and a backbone can be a model of its own.
+
+An entry holds the module (its architecture fixed), the features DeepLab takes from it, the pixel
+normalisation its pretrained weights expect, and the torchvision arch they are imported from.
+Adding a backbone means writing its module and adding its entry here.
+"""
+
+from collections.abc import Callable
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from deeplab_jax.models.layers import ModuleDef, conv_bn_factory
+from deeplab_jax.models.mobilenet_v2 import MobileNetV2
+from deeplab_jax.models.normalization import IMAGENET, SYMMETRIC, Normalization, normalize
+from deeplab_jax.models.resnet import ResNet
+from deeplab_jax.models.vgg import VGG16
+from deeplab_jax.models.xception import Xception65
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+  """module(output_stride=, width=, conv=, **options) returns named features, among them
+  `low_level` (stride 4, for the v3+ decoder), `auxiliary` (for torchvision's auxiliary head)
+  and `final`. `options` names the `config.model` fields the module takes besides output stride
+  and width. batch_norm: whether its convolutions have BatchNorm (v1's fc6/fc7 follow it)."""
+  module: Callable[..., nn.Module]
+  low_level: str
+  auxiliary: str
+  final: str
+  normalization: Normalization
+  torchvision_arch: str | None = None
+  options: tuple[str, ...] = ()
+  batch_norm: bool = True
+
+
+def _resnet(depth: int, stem: str = 'standard') -> BackboneSpec:
+  """torchvision's ResNets (ImageNet weights), or TF DeepLab's 'beta' variants (no weights)."""
+  return BackboneSpec(
+      functools.partial(ResNet, depth=depth, stem=stem), 'stage1', 'stage3', 'stage4',
+      IMAGENET if stem == 'standard' else SYMMETRIC,
+      torchvision_arch=f'resnet{depth}' if stem == 'standard' else None,
+      options=('multi_grid', 'keep_rate_in_first_unit'))
+
+
+BACKBONES = {
+    'resnet18': _resnet(18),
+    'resnet34': _resnet(34),
+    'resnet50': _resnet(50),
+    'resnet101': _resnet(101),
+    'resnet18_beta': _resnet(18, 'beta'),
+    'resnet34_beta': _resnet(34, 'beta'),
+    'resnet50_beta': _resnet(50, 'beta'),
+    'resnet101_beta': _resnet(101, 'beta'),
+    'vgg16': BackboneSpec(VGG16, 'pool2', 'pool4', 'pool5', IMAGENET, 'vgg16', batch_norm=False),
+    'vgg16_bn': BackboneSpec(functools.partial(VGG16, batch_norm=True), 'pool2', 'pool4', 'pool5',
+                             IMAGENET, 'vgg16_bn'),
+    'xception65': BackboneSpec(Xception65, 'low_level', 'middle_flow', 'exit_flow', SYMMETRIC),
+    'mobilenetv2': BackboneSpec(MobileNetV2, 'stage2', 'stage5', 'stage7', IMAGENET,
+                                'mobilenet_v2'),
+}
+
+
+def get(name: str) -> BackboneSpec:
+  if name not in BACKBONES:
+    raise ValueError(f'model.backbone: unknown backbone {name!r}; expected one of '
+                     f'{tuple(BACKBONES)}')
+  return BACKBONES[name]
+
+
+def create_backbone(config: ml_collections.ConfigDict) -> functools.partial:
+  """The backbone factory `config` (a recipe's `model` section) describes."""
+  options = {name: _hashable(config[name]) for name in get(config.backbone).options}
+  return functools.partial(get(config.backbone).module, output_stride=config.output_stride,
+                           width=config.width, **options)
+
+
+def _hashable(value: Any) -> Any:
+  """Module attributes must be hashable: config lists become tuples."""
+  return tuple(value) if isinstance(value, list) else value
+
+
+class Backbone(nn.Module):
+  """Raw RGB images -> the backbone's named features (and 'logits' if it has a classifier).
+
+  Its variables sit under 'backbone', as in a DeepLab model, so a DeepLab run can start from
+  them. It normalises the pixels first, as a DeepLab model does.
+  """
+  backbone: ModuleDef
+  normalization: Normalization = IMAGENET
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
+    x = normalize(images, self.normalization.mean_rgb, self.normalization.std_rgb)
+    conv = conv_bn_factory(train, self.bn_momentum, self.bn_epsilon, self.dtype)
+    return self.backbone(conv=conv, name='backbone')(x.astype(self.dtype))
