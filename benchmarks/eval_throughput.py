@@ -38,7 +38,7 @@ def main(argv):
   num_images = builder.info.splits[config.eval_split].num_examples
   for attempt in ('compile', 'timed'):
     start = time.perf_counter()
-    matrix, _ = evaluator.run(variables)
+    matrix, _, _ = evaluator.run(variables)
     seconds = time.perf_counter() - start
   summary = metrics.summarize(matrix, info.class_names)
   print(f'step {step}, {num_images} images of {config.eval_split!r}, scales '

@@ -20,6 +20,7 @@ def get_config():
   # image. 2049 leaves room for long panoramas; an image that does not fit stops evaluation,
   # naming it and its size. Lower it (k * 16 + 1) to your largest image to save compute.
   config.eval_crop_size = (2049, 2049)
+  config.eval_batch_size = 8  # Large whole images: half the default.
   config.min_scale, config.max_scale = 0.5, 2.0
   config.flip = True
 

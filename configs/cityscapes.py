@@ -16,6 +16,7 @@ def get_config():
   config.eval_split = 'validation'
   config.crop_size = (769, 769)
   config.eval_crop_size = (1025, 2049)  # Whole 1024 x 2048 images, padded to k * 16 + 1.
+  config.eval_batch_size = 8  # Large whole images: half the default.
   config.min_scale, config.max_scale = 0.5, 2.0
   config.flip = True
 

@@ -6,7 +6,6 @@ stand-alone model variables that converted or pretrained weights are kept as.
 All Orbax calls live here, so a move to Orbax's v1 API touches this file only.
 """
 
-import os
 import signal
 import threading
 from typing import Any
@@ -22,8 +21,14 @@ from deeplab_jax import sharding
 from deeplab_jax.models import abstract_variables, create_model
 
 
-def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+def absolute(path: str) -> epath.Path:
+  """`path` made absolute, as Orbax needs; gs:// paths stay as they are."""
+  path = epath.Path(path)
+  return path if path.is_absolute() else path.absolute()
+
+
+def checkpoint_dir(workdir: str) -> epath.Path:
+  return absolute(workdir) / 'checkpoints'
 
 
 def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
@@ -64,7 +69,7 @@ def restore_variables(workdir: str, variables: Any, step: int | None = None) -> 
   Only 'params' and 'batch_stats' are read, onto `variables` (arrays or ShapeDtypeStructs with
   shardings); the optimizer state is not, so serving needs no optimizer.
   """
-  if not epath.Path(checkpoint_dir(workdir)).is_dir():
+  if not checkpoint_dir(workdir).is_dir():
     raise ValueError(f'{workdir} holds no checkpoint (no {checkpoint_dir(workdir)})')
   manager = ocp.CheckpointManager(checkpoint_dir(workdir))
   try:
@@ -130,7 +135,7 @@ class StopRequest:
 def save_variables(directory: str, variables: Any) -> None:
   """Writes model variables ({'params': ..., 'batch_stats': ...}) to <directory>/variables."""
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(epath.Path(directory).absolute() / 'variables', variables)
+  checkpointer.save(absolute(directory) / 'variables', variables)
   checkpointer.wait_until_finished()
 
 

@@ -58,14 +58,17 @@ def get_config() -> ml_collections.ConfigDict:
   model.align_corners = True  # Bilinear upsampling convention (TF DeepLab: True).
   model.bn_momentum = 0.9997
   model.bn_epsilon = 1e-5
-  model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay float32).
+  # Compute dtype: 'float32', 'bfloat16', or 'auto': bfloat16 on TPU, float32 elsewhere. Params,
+  # BatchNorm statistics and the loss stay float32.
+  model.dtype = 'auto'
   # The model normalises raw pixels as (pixel - mean_rgb) / std_rgb. Unset: the backbone's own
   # (ImageNet's for torchvision-trained backbones, [-1, 1] for Xception and the 'beta' ResNets).
   model.mean_rgb = ml_collections.config_dict.placeholder(tuple)
   model.std_rgb = ml_collections.config_dict.placeholder(tuple)
 
   # Optimisation: SGD with momentum, weight decay on conv kernels, poly learning rate.
-  config.batch_size = 16  # Global batch, split over all devices and hosts.
+  # Global batches, split over all devices and hosts: 16 runs on TPU slices of up to 16 chips.
+  config.batch_size = 16
   config.num_train_steps = 30_000
   config.learning_rate = 0.007
   config.end_learning_rate = 0.0
@@ -94,7 +97,7 @@ def get_config() -> ml_collections.ConfigDict:
       smoothness_weight=3.0, smoothness_std=3.0, iterations=10,
       vertices_per_pixel=6.0))  # Bilateral lattice room; photos use < 0.3, 1 is 2.4x faster.
   config.eval.checkpoint_step = ml_collections.config_dict.placeholder(int)  # --mode=eval.
-  config.eval_batch_size = 8
+  config.eval_batch_size = 16
   config.eval_every_steps = 2_000
   config.num_eval_images = 4  # Colour-coded predictions written to TensorBoard at each eval.
   config.log_every_steps = 50

@@ -1,9 +1,10 @@
 """What training and evaluation start from: the config checked against its dataset, the dataset
-prepared, and the device mesh."""
+prepared (by one process), and the device mesh."""
 
 from absl import logging
 from etils import epath
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import tensorflow_datasets as tfds
 
@@ -16,10 +17,13 @@ def check_config(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) 
   if config.model.num_classes != info.num_classes:
     raise ValueError(f'config.model.num_classes={config.model.num_classes}, but dataset '
                      f'{info.name!r} has {info.num_classes} classes')
+  devices = jax.device_count()
   for key in ('batch_size', 'eval_batch_size'):
-    if config[key] % jax.device_count():
+    if config[key] % devices:
+      working = devices * max(1, round(config[key] / devices))
       raise ValueError(f'config.{key}={config[key]} is not divisible by the number of devices '
-                       f'({jax.device_count()})')
+                       f'({devices}); use a multiple of {devices}, e.g. '
+                       f'--config.{key}={working}')
   if config.init_from and not epath.Path(config.init_from).is_dir():
     raise ValueError(f'config.init_from={config.init_from!r} is not a directory')
   for key in ('crop_size', 'eval_crop_size'):
@@ -27,13 +31,39 @@ def check_config(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) 
       raise ValueError(f'config.{key}={config[key]} must be (height, width)')
 
 
+def check_workdir(workdir: str) -> None:
+  """Warns when the processes of a multi-process job would each write a local workdir of
+  their own (on a TPU pod slice, use gs://)."""
+  if jax.process_count() > 1 and '://' not in workdir:
+    logging.warning('%s\nThe workdir %s is a local path, but this job runs %d processes: each '
+                    'host writes its own copy of the checkpoints, so a restart on other hosts '
+                    'would not find them. Use a gs:// workdir on a TPU pod slice.\n%s',
+                    '!' * 80, workdir, jax.process_count(), '!' * 80)
+
+
+def prepare_dataset(config: ml_collections.ConfigDict) -> tuple[datasets.DatasetInfo,
+                                                                tfds.core.DatasetBuilder]:
+  """(the dataset's info, its TFDS builder), built in `config.data_dir` if it is not yet."""
+  info = datasets.get(config.dataset, config.folder)
+  return info, datasets.prepare_builder(info, config.data_dir, config.manual_dir)
+
+
 def prepare(config: ml_collections.ConfigDict) -> tuple[datasets.DatasetInfo,
                                                         tfds.core.DatasetBuilder,
                                                         jax.sharding.Mesh]:
-  """(dataset info, its prepared TFDS builder, the device mesh), after checking the config."""
+  """(dataset info, its prepared TFDS builder, the device mesh), after checking the config.
+
+  With several processes, process 0 builds a missing dataset while the others wait, so that
+  they never write the same data_dir at once.
+  """
   info = datasets.get(config.dataset, config.folder)
   check_config(config, info)
   mesh = sharding.create_mesh()
   logging.info('Mesh: %s over %d devices (%d processes)', dict(mesh.shape), jax.device_count(),
                jax.process_count())
-  return info, datasets.prepare_builder(info, config.data_dir, config.manual_dir), mesh
+  if jax.process_index() == 0:
+    _, builder = prepare_dataset(config)
+  multihost_utils.sync_global_devices('dataset prepared')
+  if jax.process_index() > 0:
+    _, builder = prepare_dataset(config)
+  return info, builder, mesh

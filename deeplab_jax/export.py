@@ -17,7 +17,7 @@ probabilities); load it with `jax.export.deserialize`.
 """
 
 import functools
-import os
+import posixpath
 
 from absl import app
 from absl import flags
@@ -46,7 +46,9 @@ def export_stablehlo(config, model, variables, path: str) -> None:
   exported = jax.export.export(jax.jit(serve))(
       jax.ShapeDtypeStruct((1, *config.eval_crop_size, 3), jnp.float32),
       jax.ShapeDtypeStruct((1, 2), jnp.int32))
-  with open(path, 'wb') as file:
+  if posixpath.dirname(path):
+    tf.io.gfile.makedirs(posixpath.dirname(path))
+  with tf.io.gfile.GFile(path, 'wb') as file:
     file.write(exported.serialize())
 
 
@@ -94,10 +96,11 @@ def main(argv):
                                                        sharding.create_mesh())
   logging.info('Exporting the checkpoint of step %d', step)
   variables = jax.device_get(variables)
+  if jax.process_index() > 0:  # One process of a multi-process job writes the export.
+    return
   if FLAGS.format == 'savedmodel':
     export_savedmodel(FLAGS.config, model, variables, FLAGS.output)
   else:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     export_stablehlo(FLAGS.config, model, variables, FLAGS.output)
   print(f'Wrote the {FLAGS.format} export to {FLAGS.output}')
 

@@ -5,12 +5,13 @@
 
 --input is an image file, a folder or a glob. Each image gives <stem>.png (a palette PNG of class
 ids in the dataset's colours, the image's size) and <stem>_overlay.jpg. An unreadable file is
-reported by name and the rest are still processed; the exit status then is 1.
+reported by name and the rest are still processed; the exit status then is 1. Inputs and outputs
+may be gs:// paths.
 """
 
-import glob
+import io
 import math
-import os
+import pathlib
 import time
 
 from absl import app
@@ -20,6 +21,7 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 from PIL import Image
+import tensorflow as tf
 
 from deeplab_jax import checkpointing
 from deeplab_jax import inference
@@ -36,10 +38,10 @@ SIZE_STEP = 32  # Images are padded up to k * 32 + 1 pixels: few shapes, few com
 
 def input_files(pattern: str) -> list[str]:
   """The image files `pattern` names: a file, the images of a folder, or a glob's matches."""
-  if os.path.isdir(pattern):
-    return sorted(os.path.join(pattern, name) for name in os.listdir(pattern)
+  if tf.io.gfile.isdir(pattern):
+    return sorted(tf.io.gfile.join(pattern, name) for name in tf.io.gfile.listdir(pattern)
                   if name.lower().endswith(IMAGE_SUFFIXES))
-  return sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+  return sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in '*?[') else [pattern]
 
 
 def padded_size(size: int) -> int:
@@ -55,14 +57,24 @@ def segment(predict_fn, variables, image: np.ndarray) -> np.ndarray:
   return np.asarray(labels)[0, :height, :width]
 
 
+def read_image(path: str) -> np.ndarray:
+  """uint8 RGB pixels of an image file (`path` may be gs://)."""
+  with tf.io.gfile.GFile(path, 'rb') as file, Image.open(io.BytesIO(file.read())) as image:
+    return np.asarray(image.convert('RGB'))
+
+
 def save_outputs(image: np.ndarray, label: np.ndarray, palette: np.ndarray, stem: str,
                  output: str) -> None:
+  """<output>/<stem>.png, the class ids as a palette PNG, and <stem>_overlay.jpg."""
   mask = Image.fromarray(label.astype(np.uint8), mode='L').convert('P')
   mask.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())
   mask.frombytes(label.astype(np.uint8).tobytes())  # Palette indices are the class ids.
-  mask.save(os.path.join(output, f'{stem}.png'))
-  overlay = (0.5 * image + 0.5 * colorize(label, palette)).astype(np.uint8)
-  Image.fromarray(overlay).save(os.path.join(output, f'{stem}_overlay.jpg'), quality=95)
+  overlay = Image.fromarray((0.5 * image + 0.5 * colorize(label, palette)).astype(np.uint8))
+  for picture, name, options in ((mask, f'{stem}.png', {'format': 'PNG'}),
+                                 (overlay, f'{stem}_overlay.jpg', {'format': 'JPEG',
+                                                                   'quality': 95})):
+    with tf.io.gfile.GFile(tf.io.gfile.join(output, name), 'wb') as file:
+      picture.save(file, **options)
 
 
 def predict_files(config, workdir: str, files: list[str], output: str) -> list[str]:
@@ -70,19 +82,19 @@ def predict_files(config, workdir: str, files: list[str], output: str) -> list[s
   info = datasets.get(config.dataset, config.folder)
   model, variables, step = checkpointing.restore_model(config, workdir, sharding.create_mesh())
   predict_fn = jax.jit(inference.make_predict_fn(model, config))
-  os.makedirs(output, exist_ok=True)
+  tf.io.gfile.makedirs(output)
   logging.info('Segmenting %d images with the checkpoint of step %d', len(files), step)
   failed, start = [], time.perf_counter()
   for index, path in enumerate(files, 1):
     try:
-      with Image.open(path) as file:
-        image = np.asarray(file.convert('RGB'))
-    except (OSError, SyntaxError) as error:
+      image = read_image(path)
+    except (OSError, SyntaxError, tf.errors.OpError) as error:
       logging.error('Cannot read %s: %s', path, error)
       failed.append(path)
       continue
     label = segment(predict_fn, variables, image)
-    save_outputs(image, label, info.palette, os.path.splitext(os.path.basename(path))[0], output)
+    if jax.process_index() == 0:  # Every process computes; one writes.
+      save_outputs(image, label, info.palette, pathlib.PurePosixPath(path).stem, output)
     elapsed = time.perf_counter() - start
     logging.info('[%d/%d] %s (%.2f images/s)', index, len(files), path, index / elapsed)
   return failed

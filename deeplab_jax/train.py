@@ -1,7 +1,6 @@
 """Training: a pure `train_step` and `train_and_evaluate`, the whole loop."""
 
 from collections.abc import Callable
-import os
 import time
 
 from absl import logging
@@ -11,6 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 import optax
+import tensorflow as tf
 
 from deeplab_jax import checkpointing
 from deeplab_jax import evaluate
@@ -71,14 +71,23 @@ def itstime(step: int, every: int, total: int) -> bool:
   return step % every == 0 or step == total
 
 
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """<workdir>/config.json: the whole config of the run (`workdir` may be gs://)."""
+  tf.io.gfile.makedirs(workdir)
+  with tf.io.gfile.GFile(tf.io.gfile.join(workdir, 'config.json'), 'w') as file:
+    file.write(config.to_json_best_effort(indent=2))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state."""
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state.
+
+  Every process of a multi-process job runs it; process 0 alone writes summaries and files.
+  """
   info, builder, mesh = experiment.prepare(config)
-  os.makedirs(workdir, exist_ok=True)
+  experiment.check_workdir(workdir)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as file:
-      file.write(config.to_json_best_effort(indent=2))
+    write_config(config, workdir)
 
   model = create_model(config.model)
   manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
@@ -128,7 +137,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
       if itstime(step, config.eval_every_steps, config.num_train_steps):
         with report_progress.timed('eval'):
-          evaluator(state.variables, step, writer, os.path.join(workdir, 'eval'))
+          evaluator(state.variables, step, writer, tf.io.gfile.join(workdir, 'eval'))
 
       stopping = stop_request(step)
       if itstime(step, config.checkpoint_every_steps, config.num_train_steps) or stopping:

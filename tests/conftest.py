@@ -24,20 +24,33 @@ def load_config(name: str):
   return module.get_config()
 
 
+# configs/shapes.py shrunk to a model and data that train in seconds.
+TINY_SHAPES = {
+    'crop_size': (33, 33),
+    'min_scale': 0.5, 'max_scale': 0.5,  # 64x64 images become 32x32, padded to 33.
+    'eval_split': 'validation[:20]',  # Not a multiple of the eval batch.
+    'batch_size': 8, 'eval_batch_size': 8,
+    'model.width': 0.125,
+    'model.aspp_features': 16, 'model.decoder_features': 16, 'model.low_level_features': 8,
+    'num_train_steps': 4, 'warmup_steps': 0,
+    'log_every_steps': 2, 'eval_every_steps': 2, 'checkpoint_every_steps': 2,
+}
+
+
 def tiny_shapes_config(data_dir: str):
-  """configs/shapes.py shrunk to a model and data that train in seconds."""
+  """configs/shapes.py with TINY_SHAPES."""
   config = load_config('shapes')
   config.data_dir = data_dir
-  config.crop_size = (33, 33)
-  config.min_scale, config.max_scale = 0.5, 0.5  # 64x64 images become 32x32, padded to 33.
-  config.eval_split = 'validation[:20]'  # Not a multiple of the eval batch.
-  config.batch_size = config.eval_batch_size = 8
-  config.model.width = 0.125
-  config.model.aspp_features = config.model.decoder_features = 16
-  config.model.low_level_features = 8
-  config.num_train_steps, config.warmup_steps = 4, 0
-  config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
+  for key, value in TINY_SHAPES.items():
+    section, _, name = key.rpartition('.')
+    (config[section] if section else config)[name] = value
   return config
+
+
+def tiny_shapes_flags(data_dir: str) -> list[str]:
+  """The command-line flags of `tiny_shapes_config`, for the programs."""
+  return ['--config=configs/shapes.py', f'--config.data_dir={data_dir}',
+          *(f'--config.{key}={value}' for key, value in TINY_SHAPES.items())]
 
 
 @pytest.fixture(scope='session')

@@ -48,6 +48,7 @@ def test_eval_mode_evaluates_the_checkpoint(shapes_dir, tmp_path):
   with open(os.path.join(workdir, 'eval', '2.json')) as file:
     saved = json.load(file)
   assert saved['step'] == 2 and saved['split'] == config.eval_split
+  assert saved['num_images'] == 20  # validation[:20], padded to 3 batches of 8.
   assert saved['mean_iou'] == pytest.approx(summary['mean_iou'])
   assert set(saved) >= {'pixel_accuracy', 'iou/background', 'iou/circle', 'iou/square',
                         'iou/triangle'}

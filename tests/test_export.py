@@ -10,13 +10,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
+from conftest import tiny_shapes_flags
 from deeplab_jax import checkpointing
 from deeplab_jax import export
 from deeplab_jax import sharding
-
-TINY_MODEL = ['--config.model.width=0.125', '--config.model.aspp_features=16',
-              '--config.model.decoder_features=16', '--config.model.low_level_features=8',
-              '--config.crop_size=(33,33)']
 
 
 def padded_pixels(image, config, fill=None):
@@ -103,9 +100,9 @@ def test_stablehlo_export_matches_the_model(tiny_checkpoint, shapes_dir, tmp_pat
   config, workdir = tiny_checkpoint
   path = tmp_path / 'model.stablehlo'
   result = subprocess.run(
-      [sys.executable, '-m', 'deeplab_jax.export', '--config=configs/shapes.py', *TINY_MODEL,
-       f'--config.data_dir={shapes_dir}', f'--workdir={workdir}', '--format=stablehlo',
-       f'--output={path}'], cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+      [sys.executable, '-m', 'deeplab_jax.export', *tiny_shapes_flags(shapes_dir),
+       f'--workdir={workdir}', '--format=stablehlo', f'--output={path}'],
+      cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stderr
   exported = jax.export.deserialize(bytearray(path.read_bytes()))
 

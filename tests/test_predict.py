@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import REPO
+from conftest import tiny_shapes_flags
 from deeplab_jax import checkpointing
 from deeplab_jax import predict
 from deeplab_jax import sharding
@@ -39,11 +40,8 @@ def test_predict_command(tiny_checkpoint, shapes_dir, tmp_path):
   (inputs / 'broken.png').write_bytes(b'not a png')
 
   output = tmp_path / 'masks'
-  overrides = [f'--config.data_dir={shapes_dir}', '--config.model.width=0.125',
-               '--config.model.aspp_features=16', '--config.model.decoder_features=16',
-               '--config.model.low_level_features=8', '--config.crop_size=(33,33)']
   result = subprocess.run(
-      [sys.executable, '-m', 'deeplab_jax.predict', '--config=configs/shapes.py', *overrides,
+      [sys.executable, '-m', 'deeplab_jax.predict', *tiny_shapes_flags(shapes_dir),
        f'--workdir={workdir}', f'--input={inputs}', f'--output={output}'],
       cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 1, result.stderr

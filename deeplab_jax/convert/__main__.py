@@ -11,10 +11,10 @@ configs/voc_v1_vgg16.py) without the layers DeepLab replaces; the command lists 
 
 import argparse
 import json
-import os
 import sys
 
 from absl import logging
+from etils import epath
 
 from deeplab_jax import checkpointing
 from deeplab_jax.convert import torchvision
@@ -27,9 +27,10 @@ def load_torch_state_dict(path: str) -> dict:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise SystemExit("Reading .pth files needs PyTorch: pip install -e '.[torch]'") from None
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise SystemExit(f'--input: no such file: {path}')
-  state = torch.load(path, map_location='cpu', weights_only=True)
+  with epath.Path(path).open('rb') as file:
+    state = torch.load(file, map_location='cpu', weights_only=True)
   if not isinstance(state, dict):
     raise SystemExit(f'--input: {path} holds a {type(state).__name__}, not a state dict')
   # torchvision's reference training scripts save {'model': state_dict, 'optimizer': ...}.
@@ -37,7 +38,8 @@ def load_torch_state_dict(path: str) -> dict:
 
 
 def convert_torchvision(args: argparse.Namespace) -> None:
-  if os.path.exists(os.path.join(args.output, 'variables')):
+  output = epath.Path(args.output)
+  if (output / 'variables').exists():
     raise SystemExit(f'--output: {args.output} already holds converted variables; remove it or '
                      'choose another directory')
   state_dict = load_torch_state_dict(args.input)
@@ -50,12 +52,11 @@ def convert_torchvision(args: argparse.Namespace) -> None:
   if left_out:
     print(f'Left out {", ".join(left_out)}: {torchvision.LEFT_OUT[args.arch][1]}')
   # What the variables are, and for DeepLabV3 the config.model that reproduces torchvision's.
-  description = {'source': 'torchvision', 'arch': args.arch, 'input': os.path.abspath(args.input)}
+  description = {'source': 'torchvision', 'arch': args.arch, 'input': args.input}
   if args.arch in torchvision.DEEPLABV3:
     description['model'] = torchvision.model_config(
         args.arch, model.num_classes, bool(model.aux_head_features)).to_dict()
-  with open(os.path.join(args.output, 'model.json'), 'w') as file:
-    json.dump(description, file, indent=2)
+  (output / 'model.json').write_text(json.dumps(description, indent=2))
   count = count_params(variables['params'])
   print(f'Wrote {args.arch} ({count:,} parameters) to {args.output}; start a run from it with '
         f'--config.init_from={args.output}')

@@ -208,8 +208,8 @@ def convert(state_dict: Mapping[str, object], arch: str,
   `model.apply(variables, images, train=False)` on NHWC raw RGB images (0..255) gives NHWC
   logits at the input resolution (for the ResNets: the dict of features with ImageNet
   'logits'; for the backbone-only archs the features alone, and the modules of `left_out` are
-  logged and not converted). num_classes defaults to the state dict's; a DeepLabV3 state dict with an
-  `aux_classifier` gives a model with the auxiliary head.
+  logged and not converted). num_classes defaults to the state dict's; a DeepLabV3 state dict
+  with an `aux_classifier` gives a model with the auxiliary head.
   """
   arrays = {key: np.asarray(value.detach().cpu().numpy() if hasattr(value, 'detach') else value)
             for key, value in state_dict.items()}

@@ -22,6 +22,16 @@ ARCHITECTURES = ('deeplabv1', 'deeplabv2', 'deeplabv3', 'deeplabv3plus')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
+def compute_dtype(name: str):
+  """The dtype `model.dtype` names; 'auto' is bfloat16 on TPU (its native matmul type) and
+  float32 elsewhere."""
+  if name == 'auto':
+    return jnp.bfloat16 if jax.default_backend() == 'tpu' else jnp.float32
+  if name not in DTYPES:
+    raise ValueError(f"model.dtype: unknown {name!r}; expected one of {(*DTYPES, 'auto')}")
+  return DTYPES[name]
+
+
 def create_context(config: ml_collections.ConfigDict) -> functools.partial | None:
   """The module between backbone and classifier: LargeFOV (v1), none (v2), ASPP (v3, v3+)."""
   if config.architecture == 'deeplabv1':
@@ -56,8 +66,6 @@ def create_model(config: ml_collections.ConfigDict) -> DeepLab:
   if config.architecture not in ARCHITECTURES:
     raise ValueError(f'model.architecture: unknown {config.architecture!r}; '
                      f'expected one of {ARCHITECTURES}')
-  if config.dtype not in DTYPES:
-    raise ValueError(f'model.dtype: unknown {config.dtype!r}; expected one of {tuple(DTYPES)}')
   spec = backbones.get(config.backbone)
   decoder = None
   if config.architecture == 'deeplabv3plus':
@@ -74,7 +82,7 @@ def create_model(config: ml_collections.ConfigDict) -> DeepLab:
                  aux_feature=spec.auxiliary, final_feature=spec.final,
                  align_corners=config.align_corners, normalization=normalization(config),
                  bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
-                 dtype=DTYPES[config.dtype])
+                 dtype=compute_dtype(config.dtype))
 
 
 def abstract_variables(model, image_size: tuple[int, int],
