@@ -20,7 +20,6 @@ import numpy as np
 
 from deeplab_jax import runtime
 from deeplab_jax import sharding
-from deeplab_jax import train
 from deeplab_jax import train_state
 from deeplab_jax.models import create_model
 from deeplab_jax.models.cost import count_params
@@ -74,7 +73,7 @@ def main(argv):
   num_params = count_params(state.params)
 
   train_step, train_compile, train_flops = compiled(
-      train.jit_train_step(train.make_train_step(config, model), mesh), state, batch)
+      train_state.jit_train_step(train_state.make_train_step(config, model), mesh), state, batch)
   # The step donates its state: thread it through the timed calls.
   holder = [state]
 

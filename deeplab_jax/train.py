@@ -1,6 +1,5 @@
-"""Training: a pure `train_step` and `train_and_evaluate`, the whole loop."""
+"""Training: `train_and_evaluate`, the whole loop around `train_state`'s jitted train step."""
 
-from collections.abc import Callable
 import time
 
 from absl import logging
@@ -9,61 +8,18 @@ from clu import periodic_actions
 import jax
 import ml_collections
 import numpy as np
-import optax
 import tensorflow as tf
 
 from deeplab_jax import checkpointing
 from deeplab_jax import evaluate
 from deeplab_jax import experiment
-from deeplab_jax import losses
 from deeplab_jax import pretrained
-from deeplab_jax import schedules
 from deeplab_jax import sharding
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.models import create_model
 from deeplab_jax.models.cost import count_params
-from deeplab_jax.models.normalization import fill_padding
-from deeplab_jax.train_state import TrainState, abstract_train_state, create_train_state
-
-
-def make_train_step(config: ml_collections.ConfigDict, model) -> Callable:
-  """train_step(state, batch) -> (state, metrics): one SGD step on the global batch.
-
-  batch: raw 'image's, their 'label's and, where crops hold padding, each image's 'box'
-  (see `input_pipeline`); the padding becomes the model's mean pixel.
-  """
-  schedule = schedules.create_learning_rate_schedule(config)
-
-  def train_step(state: TrainState, batch: dict[str, jax.Array]):
-    dropout_rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
-    images = batch['image']
-    if 'box' in batch:
-      images = fill_padding(images, batch['box'], model.normalization.mean_rgb)
-
-    def loss_fn(params):
-      logits, updates = state.apply_fn(
-          {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
-          mutable=['batch_stats', 'intermediates'], rngs={'dropout': dropout_rng})
-      loss = losses.softmax_cross_entropy(logits, batch['label'], config.ignore_label)
-      if 'aux_logits' in updates.get('intermediates', {}):
-        (aux_logits,) = updates['intermediates']['aux_logits']
-        loss += config.aux_loss_weight * losses.softmax_cross_entropy(
-            aux_logits, batch['label'], config.ignore_label)
-      return loss, updates.get('batch_stats', {})
-
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    metrics = {'loss': loss, 'learning_rate': schedule(state.step),
-               'grad_norm': optax.tree.norm(grads)}
-    return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
-
-  return train_step
-
-
-def jit_train_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
-  """`train_step` under jit: state replicated and donated, batch split over the data axis."""
-  replicated = sharding.replicated(mesh)
-  return jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharding(mesh)),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+from deeplab_jax.train_state import (TrainState, abstract_train_state, create_train_state,
+                                     jit_train_step, make_train_step)
 
 
 def itstime(step: int, every: int, total: int) -> bool:

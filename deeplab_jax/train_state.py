@@ -1,4 +1,5 @@
-"""The train state: model variables, SGD with momentum on the poly schedule, and the step.
+"""The train state and what moves it: model variables, SGD with momentum on the poly schedule,
+and the pure, jitted `train_step(state, batch) -> (state, metrics)`. Imports no TensorFlow.
 
 Serving needs none of this: it restores model variables alone (`checkpointing.restore_model`).
 """
@@ -12,8 +13,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from deeplab_jax import losses
 from deeplab_jax import schedules
 from deeplab_jax import sharding
+from deeplab_jax.models.normalization import fill_padding
 
 
 class TrainState(train_state.TrainState):
@@ -68,3 +71,43 @@ def _state_initializer(config: ml_collections.ConfigDict, model, seed: int) -> C
     return state.replace(step=jnp.zeros((), jnp.int32))
 
   return init
+
+
+def make_train_step(config: ml_collections.ConfigDict, model) -> Callable:
+  """train_step(state, batch) -> (state, metrics): one SGD step on the global batch.
+
+  batch: raw 'image's, their 'label's and, where crops hold padding, each image's 'box'
+  (see `input_pipeline`); the padding becomes the model's mean pixel.
+  """
+  schedule = schedules.create_learning_rate_schedule(config)
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    dropout_rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
+    images = batch['image']
+    if 'box' in batch:
+      images = fill_padding(images, batch['box'], model.normalization.mean_rgb)
+
+    def loss_fn(params):
+      logits, updates = state.apply_fn(
+          {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
+          mutable=['batch_stats', 'intermediates'], rngs={'dropout': dropout_rng})
+      loss = losses.softmax_cross_entropy(logits, batch['label'], config.ignore_label)
+      if 'aux_logits' in updates.get('intermediates', {}):
+        (aux_logits,) = updates['intermediates']['aux_logits']
+        loss += config.aux_loss_weight * losses.softmax_cross_entropy(
+            aux_logits, batch['label'], config.ignore_label)
+      return loss, updates.get('batch_stats', {})
+
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    metrics = {'loss': loss, 'learning_rate': schedule(state.step),
+               'grad_norm': optax.tree.norm(grads)}
+    return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+
+  return train_step
+
+
+def jit_train_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
+  """`train_step` under jit: state replicated and donated, batch split over the data axis."""
+  replicated = sharding.replicated(mesh)
+  return jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharding(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=0)

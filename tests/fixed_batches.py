@@ -16,7 +16,6 @@ import numpy as np
 
 from deeplab_jax import runtime
 from deeplab_jax import sharding
-from deeplab_jax import train
 from deeplab_jax import train_state
 from deeplab_jax.models import create_model
 
@@ -42,7 +41,7 @@ def train_losses(config, steps: int) -> list[float]:
   mesh = sharding.create_mesh()
   model = create_model(config.model)
   state = train_state.create_train_state(config, model, mesh, config.seed)
-  step_fn = train.jit_train_step(train.make_train_step(config, model), mesh)
+  step_fn = train_state.jit_train_step(train_state.make_train_step(config, model), mesh)
   rows = config.batch_size // jax.process_count()
   mine = slice(jax.process_index() * rows, (jax.process_index() + 1) * rows)
   losses = []

@@ -9,7 +9,6 @@ import pytest
 from conftest import load_config
 from deeplab_jax import defaults
 from deeplab_jax import sharding
-from deeplab_jax import train
 from deeplab_jax import train_state
 from deeplab_jax.models import create_model
 from deeplab_jax.models.normalization import (IMAGENET, SYMMETRIC, Normalization,
@@ -89,7 +88,7 @@ def test_the_train_step_sees_the_mean_pixel_outside_the_box():
   assert not np.array_equal(junk, mean_padded)
   labels = rng.integers(0, 3, (4, 17, 21)).astype(np.int32)
   mesh = sharding.create_mesh()
-  step = train.jit_train_step(train.make_train_step(config, model), mesh)
+  step = train_state.jit_train_step(train_state.make_train_step(config, model), mesh)
   initial = train_state.create_train_state(config, model, mesh, seed=0)
   results = []
   for images, batch_boxes in ((junk, boxes), (mean_padded, np.tile([0, 0, 17, 21], (4, 1)))):

@@ -7,7 +7,6 @@ import numpy as np
 
 from deeplab_jax import defaults
 from deeplab_jax import sharding
-from deeplab_jax import train
 from deeplab_jax import train_state
 from deeplab_jax.models import create_model
 
@@ -39,7 +38,7 @@ def run_steps(config, devices, num_steps=2):
   mesh = sharding.create_mesh(devices)
   model = create_model(config.model)
   state = train_state.create_train_state(config, model, mesh, seed=0)
-  step = train.jit_train_step(train.make_train_step(config, model), mesh)
+  step = train_state.jit_train_step(train_state.make_train_step(config, model), mesh)
   for index in range(num_steps):
     batch = sharding.shard_batch(random_batch(config, index), mesh)
     assert batch['image'].sharding.spec == P('data')
@@ -75,7 +74,7 @@ def test_train_step_compiles_once():
   config = tiny_config()
   traces = []
   model = create_model(config.model)
-  step_fn = train.make_train_step(config, model)
+  step_fn = train_state.make_train_step(config, model)
 
   def counted(state, batch):
     traces.append(1)
@@ -83,7 +82,7 @@ def test_train_step_compiles_once():
 
   mesh = sharding.create_mesh()
   state = train_state.create_train_state(config, model, mesh, seed=0)
-  step = train.jit_train_step(counted, mesh)
+  step = train_state.jit_train_step(counted, mesh)
   for index in range(3):
     state, _ = step(state, sharding.shard_batch(random_batch(config, index), mesh))
   assert len(traces) == 1

@@ -11,6 +11,8 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from deeplab_jax.models.convolution import conv2d
+
 ModuleDef = Any
 he_normal = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
@@ -31,7 +33,8 @@ def symmetric_padding(kernel_size: int, rate: int) -> tuple[int, int]:
 
 
 class AtrousConv(nn.Module):
-  """2-D convolution with an atrous rate: `lax.conv_general_dilated` with rhs_dilation=(rate, rate).
+  """2-D convolution with an atrous rate: `lax.conv_general_dilated` with rhs_dilation=(rate, rate)
+  (computed by `convolution.conv2d`).
 
   NHWC inputs, HWIO kernel. padding is 'SAME' (XLA's) or 'SYMMETRIC' (see `symmetric_padding`);
   the two agree for stride 1 and odd kernel sizes. groups > 1 splits the channels into groups
@@ -59,13 +62,10 @@ class AtrousConv(nn.Module):
     if self.padding == 'SAME':
       padding = 'SAME'
     elif self.padding == 'SYMMETRIC':
-      padding = [symmetric_padding(k, self.rate)] * 2
+      padding = (symmetric_padding(k, self.rate),) * 2
     else:
       raise ValueError(f"padding must be 'SAME' or 'SYMMETRIC', got {self.padding!r}")
-    y = lax.conv_general_dilated(
-        x, kernel, window_strides=(self.stride, self.stride), padding=padding,
-        rhs_dilation=(self.rate, self.rate), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-        feature_group_count=self.groups)
+    y = conv2d(x, kernel, self.stride, padding, self.rate, self.groups)
     return y + bias if bias is not None else y
 
 
