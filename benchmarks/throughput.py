@@ -5,10 +5,13 @@
   python benchmarks/throughput.py --config=configs/voc.py --config.model.backbone=resnet50 \
       --batch_size=2 --image_size=513 --steps=3
 
-Prints compile times, images/s, peak host memory, XLA's FLOPs per image and the achieved FLOP/s.
+Prints compile times, images/s, peak host memory, XLA's FLOPs per image, the achieved FLOP/s
+and, given the devices' peak (--peak_tflops, per device), the model FLOPs utilisation (MFU).
+Imports no TensorFlow.
 """
 
 import resource
+import sys
 import time
 
 from absl import app
@@ -31,6 +34,8 @@ flags.DEFINE_string('image_size', '513', 'Image size: N or HxW.')
 flags.DEFINE_integer('steps', 10, 'Timed steps (after one warm-up step).')
 flags.DEFINE_integer('cpu_devices', None, 'JAX CPU devices to split the batch over when no '
                      'accelerator is present (default 1).')
+flags.DEFINE_float('peak_tflops', None, 'Peak TFLOP/s of one device at the model dtype, for '
+                   'the MFU (e.g. 989 for an H100/H200 in bfloat16, 67 in float32).')
 flags.mark_flags_as_required(['config'])
 
 
@@ -54,7 +59,7 @@ def compiled(jitted, *args):
 
 def main(argv):
   del argv
-  runtime.initialize(FLAGS.cpu_devices)
+  runtime.initialize(FLAGS.cpu_devices, tensorflow=False)
   config = FLAGS.config
   height, _, width = FLAGS.image_size.partition('x')
   size = (int(height), int(width or height))
@@ -97,9 +102,12 @@ def main(argv):
       ('inference', infer_seconds, infer_compile, infer_flops)):
     print(f'{name:>10}: {batch_size / seconds:8.2f} images/s ({seconds * 1e3:.1f} ms/batch), '
           f'compile {compile_seconds:.1f} s, {flops / batch_size / 1e9:.2f} GFLOP/image, '
-          f'{flops / seconds / 1e9:.1f} GFLOP/s achieved')
+          f'{flops / seconds / 1e9:.1f} GFLOP/s achieved' + (
+              f', MFU {flops / seconds / (FLAGS.peak_tflops * 1e12 * jax.device_count()):.1%}'
+              if FLAGS.peak_tflops else ''))
   peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  print(f'peak host memory: {peak_kib / 2**20:.2f} GiB')
+  print(f'peak host memory: {peak_kib / 2**20:.2f} GiB; TensorFlow imported: '
+        f'{"tensorflow" in sys.modules}')
 
 
 if __name__ == '__main__':

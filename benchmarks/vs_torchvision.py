@@ -36,6 +36,10 @@ flags.DEFINE_integer('warmup', 2, 'Untimed steps before them.')
 flags.DEFINE_enum('side', None, ['torch', 'jax'], 'Internal: run one measurement of this side.')
 flags.DEFINE_string('work', None, 'Internal: the measurement.')
 flags.DEFINE_integer('devices', 1, 'Internal: JAX CPU devices.')
+flags.DEFINE_string('torch_model', 'deeplabv3_resnet50', 'With --side=torch: the torchvision '
+                    'segmentation model.')
+flags.DEFINE_string('torch_device', 'cpu', 'With --side=torch: where it runs (cuda on a GPU).')
+flags.DEFINE_bool('amp', False, 'With --side=torch: automatic mixed precision (bfloat16).')
 
 NUM_CLASSES = 21
 
@@ -56,30 +60,35 @@ def timed(step, steps: int, warmup: int) -> list[float]:
   return seconds
 
 
-def torch_step(kind: str, batch: int, size: int):
-  """A function running one train step or one inference of torchvision's model."""
+def torch_step(kind: str, batch: int, size: int, name: str = 'deeplabv3_resnet50',
+               device: str = 'cpu', amp: bool = False):
+  """A function running one train step or one inference of torchvision's model `name`, with
+  `amp` under bfloat16 autocast."""
+  import contextlib  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   import torchvision  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
-  model = torchvision.models.segmentation.deeplabv3_resnet50(
-      weights=None, weights_backbone=None, num_classes=NUM_CLASSES, aux_loss=False)
-  images = torch.randn(batch, 3, size, size)
+  model = getattr(torchvision.models.segmentation, name)(
+      weights=None, weights_backbone=None, num_classes=NUM_CLASSES, aux_loss=False).to(device)
+  images = torch.randn(batch, 3, size, size, device=device)
+  autocast = (lambda: torch.autocast(device, torch.bfloat16)) if amp else contextlib.nullcontext
   if kind == 'infer':
     model.eval()
 
     def infer():
-      with torch.inference_mode():
+      with torch.inference_mode(), autocast():
         model(images)['out'].sum().item()
 
     return infer
-  labels = torch.randint(0, NUM_CLASSES, (batch, size, size))
+  labels = torch.randint(0, NUM_CLASSES, (batch, size, size), device=device)
   optimizer = torch.optim.SGD(model.parameters(), lr=0.007, momentum=0.9, weight_decay=1e-4)
   loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
   model.train()
 
   def train():
     optimizer.zero_grad()
-    loss = loss_fn(model(images)['out'], labels)
+    with autocast():
+      loss = loss_fn(model(images)['out'].float(), labels)
     loss.backward()
     optimizer.step()
     loss.item()
@@ -127,12 +136,16 @@ def jax_step(kind: str, batch: int, size: int, devices: int):
 def measure(side: str, work: str, devices: int) -> None:
   """Runs one measurement in this process and prints it as a RESULT line."""
   kind, batch, size = parse_work(work)
-  step = torch_step(kind, batch, size) if side == 'torch' else jax_step(kind, batch, size, devices)
+  if side == 'torch':
+    step = torch_step(kind, batch, size, FLAGS.torch_model, FLAGS.torch_device, FLAGS.amp)
+  else:
+    step = jax_step(kind, batch, size, devices)
   seconds = timed(step, FLAGS.steps, FLAGS.warmup)
   peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   print('RESULT ' + json.dumps({
       'side': side, 'work': work, 'devices': devices, 'median': statistics.median(seconds),
-      'seconds': seconds, 'peak_gb': peak_gb, 'tensorflow': 'tensorflow' in sys.modules}))
+      'seconds': seconds, 'images_per_second': batch / statistics.median(seconds),
+      'peak_gb': peak_gb, 'tensorflow': 'tensorflow' in sys.modules}))
 
 
 def run_child(side: str, work: str, devices: int) -> dict:

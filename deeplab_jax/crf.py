@@ -10,14 +10,16 @@ Each iteration sets Q_i(l) ∝ P_i(l) exp(Σ_m w_m M_m(i, l)), where the message
 DeepLab ran Krähenbühl's densecrf, which divides each kernel by its per-pixel sum (self term
 included), and its weights (4 and 3) are meant for that: raw sums run to thousands of pixels.
 
-The smoothness kernel is exact but for taps beyond 4 standard deviations (relative error ~1e-4):
-a separable Gaussian. The bilateral kernel uses the permutohedral lattice (Adams et al., 2010) with
-static shapes: each pixel is splatted onto the 6 vertices of its enclosing simplex in the 5-d
-(position, colour) space, vertices are deduplicated by sorting their keys, each of the 6 lattice
-axes is blurred with [1, 2, 1] / 4 between neighbours found by one more sort per axis, and values
-are sliced back with the same barycentric weights. The lattice is built once per image.
+Both kernels use the permutohedral lattice (Adams et al., 2010), as densecrf does, with static
+shapes: each pixel is splatted onto the d + 1 vertices of its enclosing simplex in the feature
+space ((column, row, R, G, B) for the bilateral kernel, (column, row) for the smoothness kernel:
+densecrf's order), vertices are deduplicated in a hash table, each lattice axis is blurred with
+[1, 2, 1] / 4 between neighbours looked up in that table, and values are sliced back with the
+same barycentric weights. The lattices are built once per image. This is densecrf's arithmetic:
+on photos the probabilities agree with pydensecrf's to ~1e-5 (tests/test_crf.py,
+benchmarks/crf.py).
 
-Tolerance of the bilateral kernel against the exact O(N^2) sum (relative L2 error over pixels and
+Tolerance of the lattice against the exact O(N^2) sum (relative L2 error over pixels and
 channels): the lattice kernel is a Gaussian widened by the simplex interpolation, and mass blurred
 through vertices that no pixel touched is lost, so raw sums come out low: by ~15% on a 513 x 513
 photo with DeepLab's settings, ~35% on the tests' 12 x 16 images of smooth colours and ~45% on
@@ -25,18 +27,19 @@ random colours. The losses mostly cancel in the normalised mean: ~2% off on the 
 smooth colours, ~8% on random colours. Mean field with normalised kernels then ends, on the
 12 x 16 tests, ~0.015 from the exact probabilities on average, with ~97% of the argmaxes equal.
 
-Memory: the lattice has room for `vertices_per_pixel` (default 6, always enough) vertices per
-pixel; at 513 x 513 x 21 classes one copy of its values is 126 MiB, and the whole CRF needs about
-1.1 GiB of temporaries. Photos use < 0.3 vertices per pixel, so 1 saves most of the lattice's
-time; vertices beyond the room are dropped with their mass.
+Cost: the bilateral lattice's size is the image's: photos use 0.18-0.33 vertices per pixel, noise
+up to 6. The CRF works on a lattice with room for `vertices_per_pixel` (default 0.5) per pixel;
+only images that need more take the full room (6 per pixel; at 513 x 513 x 21 classes one copy
+of its values is 126 MiB): the same result either way.
 
-Padding: pass `valid` (or `sizes` to the batched version). Padded pixels carry no mass and are
-moved far away in feature space, so real pixels get the same result as without padding; padded
-pixels return their input.
+Padding: pass `size` (or `sizes` to the batched version). Padded pixels carry no mass and take
+the features of the nearest real pixel, adding no lattice vertex, so real pixels get the same
+result as without padding; padded pixels return their input.
 """
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 from jax import lax
@@ -44,7 +47,6 @@ import jax.numpy as jnp
 import numpy as np
 
 _MIN_PROBABILITY = 1e-10  # Floor under probabilities before their log: keeps unaries finite.
-_FAR = 1e3  # Padded pixels sit this many standard deviations below every real feature.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +63,7 @@ class CRFParams:
   smoothness_std: float = 3.0  # θγ.
   iterations: int = 10
   normalize: bool = True
-  vertices_per_pixel: float = 6.0  # Bilateral lattice room: 6 is always enough, photos need < 0.3.
+  vertices_per_pixel: float = 0.5  # Bilateral lattice room of the fast path: photos need < 0.35.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,36 +95,85 @@ def _elevation(dim: int, scale: float) -> np.ndarray:
   return matrix
 
 
-def _axis_neighbours(keys: jax.Array, unused: jax.Array, axis: jax.Array) -> jax.Array:
-  """[2, M] ids of each vertex's neighbour at `keys` + u and - u, u = 1 - (d + 1) e_axis.
+class Simplices(NamedTuple):
+  """Each point's simplex in a lattice, and a hash table of the lattice's vertices.
 
-  Along u every coordinate but `axis` grows by one: vertices on one line share the differences
-  of the other coordinates to the next one, `step`, which counts steps along the line. Sorted by
-  (line, step), neighbours are adjacent. Unused rows get steps far apart from everything.
+  vertices: [N, d + 1] ids of each point's vertices; weights: their barycentric weights; keys:
+  [N (d + 1), d + 1] the vertices' keys by id (rows from `count` on are padding); table: [T] the
+  vertex id in each slot of an open-addressing hash table (-1: empty), probed `rounds` times.
   """
-  capacity, top = keys.shape
-  step = (axis + 1) % top
-  line = jnp.roll(keys - keys[:, step, None], -(axis + 2), axis=1)[:, :top - 2]
-  position = jnp.where(unused, 2 ** 30 + 2 * jnp.arange(capacity), keys[:, step])
-  *line, position, vertex = lax.sort([*line.T, position, jnp.arange(capacity)], num_keys=top - 1)
-  line = jnp.stack(line, -1)
-  adjacent = jnp.all(line[1:] == line[:-1], -1) & (position[1:] == position[:-1] + 1)
-  up = jnp.full(capacity, capacity).at[vertex[:-1]].set(jnp.where(adjacent, vertex[1:], capacity))
-  down = jnp.full(capacity, capacity).at[vertex[1:]].set(
-      jnp.where(adjacent, vertex[:-1], capacity))
-  return jnp.stack([up, down])
+  vertices: jax.Array
+  weights: jax.Array
+  keys: jax.Array
+  count: jax.Array
+  table: jax.Array
+  rounds: jax.Array
 
 
-def build_lattice(features: jax.Array, capacity: int | None = None) -> Lattice:
-  """The lattice of [N, d] `features`, measured in standard deviations of the Gaussian.
+def _slot(keys: jax.Array, probe: jax.Array, bits: int) -> jax.Array:
+  """The table slot of [..., d + 1] `keys` at the `probe`-th try: a hash of all but the last
+  coordinate (which follows from the others), different for every try."""
+  h = jnp.uint32(0x811C9DC5) + probe.astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
+  for c in range(keys.shape[-1] - 1):
+    h = (h ^ keys[..., c].astype(jnp.uint32)) * jnp.uint32(0x01000193)
+  h = (h ^ (h >> 15)) * jnp.uint32(0x2C1B3C6D)
+  h = (h ^ (h >> 12)) * jnp.uint32(0x297A2D39)
+  return (h >> (32 - bits)).astype(jnp.int32)
 
-  It keeps the first `capacity` vertices in sorted order (at most, and by default, N (d + 1): all
-  of them) and drops the rest, with their share of each point's mass.
+
+def _deduplicate(keys: jax.Array, max_rounds: int = 64):
+  """(ids [E], unique keys by id, count, table, rounds) of the distinct rows of [E, d + 1] `keys`.
+
+  Open addressing in rounds: each unplaced key tries its slot for this round; the lowest entry of
+  the lowest round owns a slot for good, so a key lives at the first slot of its sequence that no
+  other key took first. A sort would do, but XLA:CPU sorts several operands slowly.
+  """
+  num_keys = keys.shape[0]
+  bits = max(4, math.ceil(math.log2(2 * num_keys)))
+  empty = jnp.iinfo(jnp.int32).max
+  entries = jnp.arange(num_keys, dtype=jnp.int32)
+
+  def place(state):
+    table, owner, probe = state
+    pending = owner < 0
+    slot = jnp.where(pending, _slot(keys, probe, bits), 2 ** bits)
+    table = table.at[slot].min(probe * num_keys + entries, mode='drop')
+    winner = table.at[slot].get(mode='fill', fill_value=empty) % num_keys
+    same = jnp.all(keys[winner] == keys, -1)
+    return table, jnp.where(pending & same, winner, owner), probe + 1
+
+  table, owner, rounds = lax.while_loop(
+      lambda state: jnp.any(state[1] < 0) & (state[2] < max_rounds), place,
+      (jnp.full(2 ** bits, empty), jnp.full(num_keys, -1), jnp.int32(0)))
+  first = owner == entries
+  order = jnp.cumsum(first, dtype=jnp.int32) - 1
+  ids = jnp.where(owner < 0, num_keys, order[owner])  # Unplaced after max_rounds: dropped.
+  unique = jnp.zeros_like(keys).at[jnp.where(first, order, num_keys)].set(keys, mode='drop')
+  table = jnp.where(table == empty, -1, order[table % num_keys])
+  return ids, unique, first.sum(), table, rounds
+
+
+def _find(simplices: Simplices, queries: jax.Array, capacity: int) -> jax.Array:
+  """The ids of the vertices at [..., d + 1] `queries` keys; `capacity` where there is none."""
+  bits = int(math.log2(simplices.table.shape[0]))
+
+  def probe(attempt, found):
+    candidate = simplices.table[_slot(queries, attempt, bits)]
+    match = (candidate >= 0) & jnp.all(simplices.keys[candidate] == queries, -1)
+    return jnp.where(match & (found == capacity), jnp.minimum(candidate, capacity), found)
+
+  return lax.fori_loop(0, simplices.rounds, probe, jnp.full(queries.shape[:-1], capacity))
+
+
+def lattice_vertices(features: jax.Array) -> Simplices:
+  """The simplex of each of N points in the lattice of [N, d] `features` (in standard deviations).
+
+  Vertices are deduplicated with a hash table (`Simplices`), in which neighbours are found.
   """
   num_points, dim = features.shape
   top = dim + 1
-  spacing = math.sqrt(2 / 3) * top  # Lattice units per standard deviation (Adams et al.).
-  elevated = features.astype(jnp.float32) @ jnp.asarray(_elevation(dim, spacing).T, jnp.float32)
+  elevated = features.astype(jnp.float32) @ jnp.asarray(_elevation(dim, _spacing(dim)).T,
+                                                       jnp.float32)
   # The nearest point whose coordinates are multiples of d + 1, then the simplex holding the
   # point: coordinates ranked by their offset from it, wrapped to a sum of zero.
   base = (jnp.round(elevated / top) * top).astype(jnp.int32)
@@ -140,23 +191,41 @@ def build_lattice(features: jax.Array, capacity: int | None = None) -> Lattice:
   weights = weights[:, :top].at[:, 0].add(1.0 + weights[:, top])
   remainder = index[None, :, None]
   keys = base[:, None, :] + remainder - top * (rank[:, None, :] > dim - remainder)
-  # Deduplicate: sort the keys (the last coordinate follows from the others), then number them.
-  num_keys = num_points * top
-  capacity = min(capacity or num_keys, num_keys)
-  keys = keys.reshape(num_keys, top)
-  *sorted_keys, order = lax.sort([keys[:, c] for c in range(dim)] + [jnp.arange(num_keys)],
-                                 num_keys=dim)
-  sorted_keys = jnp.stack(sorted_keys, -1)
-  fresh = jnp.any(sorted_keys[1:] != sorted_keys[:-1], axis=-1)
-  ids = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(fresh, dtype=jnp.int32)])
-  vertices = jnp.zeros(num_keys, jnp.int32).at[order].set(ids).reshape(num_points, top)
-  unique = jnp.zeros((capacity, dim), jnp.int32).at[ids].set(sorted_keys, mode='drop')
-  unique = jnp.concatenate([unique, -unique.sum(-1, keepdims=True)], -1)
-  unused = jnp.arange(capacity) > ids[-1]
-  neighbours = jax.vmap(_axis_neighbours, (None, None, 0))(unique, unused, jnp.arange(top))
+  ids, unique, count, table, rounds = _deduplicate(keys.reshape(num_points * top, top))
+  return Simplices(ids.reshape(num_points, top), weights, unique, count, table, rounds)
+
+
+def build_lattice(features: jax.Array, capacity: int | None = None,
+                  simplices: Simplices | None = None) -> Lattice:
+  """The lattice of [N, d] `features`, measured in standard deviations of the Gaussian.
+
+  It keeps the first `capacity` vertices (at most, and by default, N (d + 1): all of them) and
+  drops the rest, with their share of each point's mass. `simplices` is `lattice_vertices`'s
+  result for `features`, where the caller has it.
+  """
+  num_points, dim = features.shape
+  top = dim + 1
+  simplices = simplices or lattice_vertices(features)
+  capacity = min(capacity or num_points * top, num_points * top)
+  keys = simplices.keys[:capacity]
+  used = (jnp.arange(capacity) < simplices.count)[None]
+
+  def axis_neighbours(axis):  # [2, M]: the vertices at keys + u and - u, u = 1 - (d + 1) e_axis.
+    step = 1 - top * jax.nn.one_hot(axis, top, dtype=jnp.int32)
+    found = _find(simplices, jnp.stack([keys + step, keys - step]), capacity)
+    return jnp.where(used, found, capacity)
+
+  neighbours = lax.map(axis_neighbours, jnp.arange(top))
   # Splat and blur keep mass: under a uniform density a vertex holds one lattice cell's mass.
+  spacing = _spacing(dim)
   cell_volume = top ** (dim - 1) * math.sqrt(top) / spacing ** dim
-  return Lattice(vertices, weights, neighbours, (2 * math.pi) ** (dim / 2) / cell_volume)
+  return Lattice(simplices.vertices, simplices.weights, neighbours,
+                 (2 * math.pi) ** (dim / 2) / cell_volume)
+
+
+def _spacing(dim: int) -> float:
+  """Lattice units per standard deviation (Adams et al.)."""
+  return math.sqrt(2 / 3) * (dim + 1)
 
 
 def lattice_filter(lattice: Lattice, values: jax.Array) -> jax.Array:
@@ -173,54 +242,72 @@ def lattice_filter(lattice: Lattice, values: jax.Array) -> jax.Array:
     return 0.5 * grid + 0.25 * (up + down)
 
   grid = lax.fori_loop(0, top, blur, grid)
-  sliced = jnp.take(grid, lattice.vertices, axis=0, mode='fill', fill_value=0)
-  return lattice.scale * jnp.einsum('nv,nvc->nc', lattice.weights, sliced)
+  # One gather per vertex slot, summed: XLA fuses these, not one gather of all the slots.
+  sliced = sum(lattice.weights[:, k, None]
+               * jnp.take(grid, lattice.vertices[:, k], axis=0, mode='fill', fill_value=0)
+               for k in range(top))
+  return lattice.scale * sliced
 
 
-def gaussian_filter(values: jax.Array, std: float) -> jax.Array:
-  """Σ_j exp(-|p_i - p_j|^2 / (2 std^2)) values_j over the pixels p of [H, W, C] `values`.
+def pixel_features(image: jax.Array, spatial_std: float, colour_std: float | None = None,
+                   size: jax.Array | None = None) -> jax.Array:
+  """[H * W, 2 or 5] (column, row[, R, G, B]) of each pixel in standard deviations of a kernel.
 
-  Separable and exact but for taps beyond 4 standard deviations.
+  densecrf's order: the lattice is not symmetric in its axes, so this keeps its results. With
+  `size` (height, width), the pixels past it take the features of the nearest real pixel: they
+  add no lattice vertex that the unpadded image would not have.
   """
-  for axis in (0, 1):
-    size = values.shape[axis]
-    radius = min(math.ceil(4 * std), size - 1)
-    taps = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * std ** 2))
-    padding = [(0, 0)] * values.ndim
-    padding[axis] = (radius, radius)
-    padded = jnp.pad(values, padding)
-    values = sum(float(tap) * lax.slice_in_dim(padded, k, k + size, axis=axis)
-                 for k, tap in enumerate(taps))
-  return values
-
-
-def bilateral_features(image: jax.Array, spatial_std: float, colour_std: float) -> jax.Array:
-  """[H * W, 5] (row, column, R, G, B) of each pixel, in standard deviations of the kernel."""
   height, width, _ = image.shape
   rows, columns = jnp.meshgrid(jnp.arange(height), jnp.arange(width), indexing='ij')
-  positions = jnp.stack([rows, columns], -1).astype(jnp.float32) / spatial_std
-  colours = image.astype(jnp.float32) / colour_std
-  return jnp.concatenate([positions, colours], -1).reshape(height * width, 5)
+  if size is not None:
+    rows, columns = jnp.minimum(rows, size[0] - 1), jnp.minimum(columns, size[1] - 1)
+  features = [jnp.stack([columns, rows], -1).astype(jnp.float32) / spatial_std]
+  if colour_std is not None:
+    features.append(image[rows, columns].astype(jnp.float32) / colour_std)
+  return jnp.concatenate(features, -1).reshape(height * width, -1)
 
 
 def dense_crf(probabilities: jax.Array, image: jax.Array, params: CRFParams = CRFParams(),
-              valid: jax.Array | None = None) -> jax.Array:
+              size: jax.Array | None = None) -> jax.Array:
   """[H, W, C] probabilities after the CRF, from [H, W, C] `probabilities` and [H, W, 3] `image`.
 
   `probabilities` are the unaries (softmax of logits; their logs are floored at log 1e-10),
-  `image` RGB colours in 0..255 (uint8 or float). `valid` ([H, W] bool) marks the real pixels of
-  a padded image; the others neither send nor receive messages and keep their input.
+  `image` RGB colours in 0..255 (uint8 or float). `size` (height, width) marks the real pixels
+  of an image padded at the bottom and right; the others neither send nor receive messages and
+  keep their input.
   """
   height, width, _ = probabilities.shape
-  if valid is None:
-    valid = jnp.ones((height, width), bool)
+  num_pixels = height * width
+  valid = jnp.ones((height, width), bool)
+  if size is not None:
+    valid = (jnp.arange(height)[:, None] < size[0]) & (jnp.arange(width)[None, :] < size[1])
+  bilateral_features = pixel_features(image, params.bilateral_spatial_std,
+                                      params.bilateral_colour_std, size)
+  smoothness_features = pixel_features(image, params.smoothness_std, size=size)
+  with jax.ensure_compile_time_eval():  # The unpadded grid has the most vertices.
+    smoothness_room = int(lattice_vertices(pixel_features(
+        np.zeros((height, width, 0)), params.smoothness_std)).count)
+  smoothness = build_lattice(smoothness_features, smoothness_room)
+  simplices = lattice_vertices(bilateral_features)
+
+  def solve(room):
+    lattice = build_lattice(bilateral_features, room, simplices)
+    return mean_field(probabilities, valid, ((params.bilateral_weight, lattice),
+                                             (params.smoothness_weight, smoothness)), params)
+
+  # Photos need a small lattice; images that need more room get the full one.
+  rooms = (math.ceil(params.vertices_per_pixel * num_pixels), 6 * num_pixels)
+  if rooms[0] >= rooms[1]:
+    return solve(rooms[1])
+  return lax.cond(simplices.count <= rooms[0], lambda: solve(rooms[0]), lambda: solve(rooms[1]))
+
+
+def mean_field(probabilities: jax.Array, valid: jax.Array, kernels, params: CRFParams):
+  """`params.iterations` of mean field with (weight, lattice) Potts kernels over the pixels."""
+  height, width, _ = probabilities.shape
   mask = valid[..., None].astype(jnp.float32)
-  features = bilateral_features(image, params.bilateral_spatial_std, params.bilateral_colour_std)
-  features = jnp.where(valid.reshape(-1, 1), features, features.min() - _FAR)
-  lattice = build_lattice(features, math.ceil(params.vertices_per_pixel * height * width))
-  bilateral = lambda q: lattice_filter(lattice, q.reshape(height * width, -1)).reshape(q.shape)
-  smooth = lambda q: gaussian_filter(q, params.smoothness_std)
-  kernels = ((params.bilateral_weight, bilateral), (params.smoothness_weight, smooth))
+  kernels = tuple((weight, lambda q, lattice=lattice: lattice_filter(
+      lattice, q.reshape(height * width, -1)).reshape(q.shape)) for weight, lattice in kernels)
   if params.normalize:  # Weights over the kernel-weighted mean, as in densecrf.
     kernels = tuple((weight / jnp.maximum(fn(mask), 1e-20), fn) for weight, fn in kernels)
   unary = jnp.log(jnp.maximum(probabilities.astype(jnp.float32), _MIN_PROBABILITY))
@@ -236,14 +323,13 @@ def dense_crf(probabilities: jax.Array, image: jax.Array, params: CRFParams = CR
 
 def dense_crf_batch(probabilities: jax.Array, images: jax.Array, params: CRFParams = CRFParams(),
                     sizes: jax.Array | None = None) -> jax.Array:
-  """`dense_crf` vmapped over [B, H, W, C] probabilities and [B, H, W, 3] images.
+  """`dense_crf` over [B, H, W, C] probabilities and [B, H, W, 3] images, one at a time.
 
   `sizes` ([B, 2] ints: height, width) are the images' real sizes; the rest, at the bottom and
-  right, is padding.
+  right, is padding. A loop, not vmap: each image sizes its own lattice.
   """
   batch, height, width, _ = probabilities.shape
   if sizes is None:
     sizes = jnp.tile(jnp.array([[height, width]]), (batch, 1))
-  valid = ((jnp.arange(height)[None, :, None] < sizes[:, 0, None, None])
-           & (jnp.arange(width)[None, None, :] < sizes[:, 1, None, None]))
-  return jax.vmap(lambda p, x, v: dense_crf(p, x, params, v))(probabilities, images, valid)
+  return lax.map(lambda args: dense_crf(*args[:2], params, args[2]),
+                 (probabilities, images, sizes))

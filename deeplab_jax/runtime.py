@@ -6,6 +6,7 @@ The library itself changes no global state when imported.
 """
 
 import glob
+import importlib.util
 import logging as python_logging
 import math
 import os
@@ -13,13 +14,12 @@ import os
 from absl import logging
 import jax
 import ml_collections
-import tensorflow as tf
 
 GOOGLE_PCI_VENDOR = '0x1ae0'  # The PCI vendor of TPU chips.
 HEARTBEAT_TIMEOUT_SECONDS = 30  # A process silent this long is dead: the others stop too.
 
 
-def initialize(cpu_devices: int | None = None, *, join: bool = True,
+def initialize(cpu_devices: int | None = None, *, join: bool = True, tensorflow: bool = True,
                coordinator_address: str | None = None, num_processes: int | None = None,
                process_id: int | None = None,
                heartbeat_timeout_seconds: int = HEARTBEAT_TIMEOUT_SECONDS) -> None:
@@ -28,10 +28,14 @@ def initialize(cpu_devices: int | None = None, *, join: bool = True,
   Joins the multi-process job (unless not `join`): the one `coordinator_address`,
   `num_processes` and `process_id` describe, or on a Cloud TPU VM the one JAX detects (every
   worker of a pod slice runs the same command); elsewhere, with none of them, it stays a single
-  process. Hides accelerators from TensorFlow (it only feeds the host: they belong to JAX) and,
-  when given, splits the CPU into `cpu_devices` JAX devices (used only where no accelerator is).
+  process. Hides accelerators from TensorFlow (it only feeds the host: they belong to JAX) where
+  it is installed, unless the process will not use it (`tensorflow=False`, never importing it)
+  and, when given, splits the CPU into `cpu_devices` JAX devices (used only where no accelerator
+  is).
   """
-  tf.config.set_visible_devices([], 'GPU')
+  if tensorflow and importlib.util.find_spec('tensorflow'):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], 'GPU')
   if cpu_devices:
     jax.config.update('jax_num_cpu_devices', cpu_devices)
   quiet_orbax_info_logs()
