@@ -18,10 +18,10 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pydensecrf.densecrf as densecrf
 from skimage import data
 
 from deeplab_jax import crf
+from deeplab_jax import crf_reference
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('photos', ['chelsea', 'coffee', 'astronaut', 'rocket'], 'skimage.data photos.')
@@ -32,36 +32,15 @@ flags.DEFINE_float('vertices_per_pixel', crf.CRFParams.vertices_per_pixel,
 flags.DEFINE_integer('repeats', 3, 'Timed runs after the warm-up.')
 
 
-def unaries(height, width, num_classes, seed=0):
-  logits = 3 * np.random.default_rng(seed).normal(size=(height // 8 + 1, width // 8 + 1,
-                                                        num_classes))
-  logits = jax.image.resize(jnp.asarray(logits, jnp.float32), (height, width, num_classes),
-                            'linear')
-  return np.asarray(jax.nn.softmax(logits, -1))
-
-
-def reference(probabilities, image, params):
-  """pydensecrf with kernels divided by their per-pixel sums, as ours (NORMALIZE_AFTER)."""
-  height, width, num_classes = probabilities.shape
-  model = densecrf.DenseCRF2D(width, height, num_classes)
-  model.setUnaryEnergy(np.ascontiguousarray(
-      -np.log(np.maximum(probabilities, 1e-10)).reshape(-1, num_classes).T))
-  model.addPairwiseGaussian(sxy=params.smoothness_std, compat=params.smoothness_weight,
-                            normalization=densecrf.NORMALIZE_AFTER)
-  model.addPairwiseBilateral(sxy=params.bilateral_spatial_std, srgb=params.bilateral_colour_std,
-                             rgbim=np.ascontiguousarray(image), compat=params.bilateral_weight,
-                             normalization=densecrf.NORMALIZE_AFTER)
-  return np.array(model.inference(params.iterations)).T.reshape(height, width, num_classes)
-
-
 def median_seconds(fn, repeats):
-  fn()
+  """(fn's result, its median seconds over `repeats` calls after a warm-up call)."""
+  result = fn()
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
     fn()
     times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return result, statistics.median(times)
 
 
 def main(argv):
@@ -74,15 +53,16 @@ def main(argv):
   for name in FLAGS.photos:
     image = getattr(data, name)()
     height, width, _ = image.shape
-    probabilities = unaries(height, width, FLAGS.classes)
+    probabilities = crf_reference.blob_probabilities(np.random.default_rng(0), height, width,
+                                                     FLAGS.classes)
     start = time.perf_counter()
     compiled = run.lower(probabilities, image).compile()
     compile_seconds = time.perf_counter() - start
-    ours = median_seconds(lambda: jax.block_until_ready(compiled(probabilities, image)),
-                          FLAGS.repeats)
-    theirs = median_seconds(lambda: reference(probabilities, image, params), FLAGS.repeats)
-    agree = np.mean(np.asarray(compiled(probabilities, image)).argmax(-1)
-                    == reference(probabilities, image, params).argmax(-1))
+    got, ours = median_seconds(
+        lambda: jax.block_until_ready(compiled(probabilities, image)), FLAGS.repeats)
+    want, theirs = median_seconds(
+        lambda: crf_reference.densecrf(probabilities, image, params), FLAGS.repeats)
+    agree = np.mean(np.asarray(got).argmax(-1) == want.argmax(-1))
     features = crf.pixel_features(jnp.asarray(image), params.bilateral_spatial_std,
                                   params.bilateral_colour_std)
     used = int(jax.jit(crf.lattice_vertices)(features).count) / (height * width)

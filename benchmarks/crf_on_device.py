@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeplab_jax import crf
+from deeplab_jax import crf_reference
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('height', 375, 'Image height.')
@@ -31,10 +32,7 @@ def synthetic_inputs(height, width, num_classes, seed=0):
   corners = jnp.asarray(rng.uniform(0, 255, (height // 32 + 2, width // 32 + 2, 3)), jnp.float32)
   image = jax.image.resize(corners, (height, width, 3), 'linear')
   image = np.clip(np.asarray(image) + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
-  logits = 3 * rng.normal(size=(height // 8 + 1, width // 8 + 1, num_classes))
-  logits = jax.image.resize(jnp.asarray(logits, jnp.float32), (height, width, num_classes),
-                            'linear')
-  return np.asarray(jax.nn.softmax(logits, -1)), image
+  return crf_reference.blob_probabilities(rng, height, width, num_classes), image
 
 
 def run_on(device, probabilities, image, repeats):

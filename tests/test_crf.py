@@ -6,11 +6,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pydensecrf.densecrf as densecrf
 import pytest
 from skimage import data
 
 from deeplab_jax import crf
+from deeplab_jax import crf_reference
 from deeplab_jax.metrics import confusion_matrix, iou_from_confusion
 
 build_lattice = jax.jit(crf.build_lattice)
@@ -162,36 +162,14 @@ def test_batch_under_jit_ignores_padding():
   np.testing.assert_array_equal(got[1, :, 11:], probabilities[1, :, 11:])
 
 
-def densecrf_reference(probabilities, image, params):
-  """pydensecrf's mean field: its kernels divided by their per-pixel sums (NORMALIZE_AFTER)."""
-  height, width, num_classes = probabilities.shape
-  model = densecrf.DenseCRF2D(width, height, num_classes)
-  model.setUnaryEnergy(np.ascontiguousarray(
-      -np.log(np.maximum(probabilities, 1e-10)).reshape(-1, num_classes).T))
-  model.addPairwiseGaussian(sxy=params.smoothness_std, compat=params.smoothness_weight,
-                            normalization=densecrf.NORMALIZE_AFTER)
-  model.addPairwiseBilateral(sxy=params.bilateral_spatial_std, srgb=params.bilateral_colour_std,
-                             rgbim=np.ascontiguousarray(image), compat=params.bilateral_weight,
-                             normalization=densecrf.NORMALIZE_AFTER)
-  q = np.array(model.inference(params.iterations), np.float32)
-  return q.T.reshape(height, width, num_classes)
-
-
-def coarse_probabilities(rng, height, width, num_classes, stride=8):
-  """Softmax of random logits at 1/`stride` resolution, upsampled: a network's blobs."""
-  logits = 3 * rng.normal(size=(height // stride + 1, width // stride + 1, num_classes))
-  logits = jax.image.resize(jnp.asarray(logits, jnp.float32), (height, width, num_classes),
-                            'linear')
-  return np.asarray(jax.nn.softmax(logits, -1))
-
-
 def test_photo_matches_densecrf():
   """DeepLab v2's settings on scikit-image's public-domain photo of a cat (300 x 451)."""
   image = data.chelsea()
-  probabilities = coarse_probabilities(np.random.default_rng(0), *image.shape[:2], 21)
+  probabilities = crf_reference.blob_probabilities(np.random.default_rng(0),
+                                                   *image.shape[:2], 21)
   params = crf.CRFParams(iterations=5)
   got = np.asarray(dense_crf(jnp.asarray(probabilities), jnp.asarray(image), params))
-  want = densecrf_reference(probabilities, image, params)
+  want = crf_reference.densecrf(probabilities, image, params)
   assert np.mean(got.argmax(-1) != probabilities.argmax(-1)) > 0.05  # The CRF does something.
   assert np.mean(got.argmax(-1) == want.argmax(-1)) > 0.999
   np.testing.assert_allclose(got, want, atol=1e-4)
