@@ -1,13 +1,24 @@
 """Shared fixtures. Tests run on 4 fake CPU devices, so multi-device code paths are exercised."""
 
+import atexit
 import importlib.util
+import os
 import pathlib
+import shutil
+import tempfile
 
 # torchvision first: importing it after TensorFlow crashes (a segfault in triton's import).
 import torchvision  # pylint: disable=unused-import
 import jax
 
 jax.config.update('jax_num_cpu_devices', 4)
+
+# One persistent XLA cache for the run, shared through the environment with pytest-xdist's
+# workers and the programs the tests start: many tests compile the same tiny models.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='deeplab_jax_tests_xla_')
+  atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
+jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 
 import pytest  # pylint: disable=g-import-not-at-top
 

@@ -3,7 +3,6 @@ counts against torchvision's models or the papers' architecture tables."""
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
@@ -13,8 +12,7 @@ import torchvision
 from deeplab_jax.models import BACKBONES as BACKBONE_REGISTRY
 from deeplab_jax.models import ConvBN, MobileNetV2, VGG16, Xception65
 
-EVAL_CONV = functools.partial(ConvBN, norm=functools.partial(nn.BatchNorm,
-                                                        use_running_average=True))
+EVAL_CONV = ConvBN  # Inference: running statistics.
 # (module, its final feature, its stride-4 feature)
 BACKBONES = {
     'vgg16': (functools.partial(VGG16), 'pool5', 'pool2'),

@@ -3,7 +3,6 @@
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -107,7 +106,7 @@ def test_parameter_count_matches_torchvision(backbone, torchvision_count):
 
 
 def eval_conv():
-  return functools.partial(ConvBN, norm=functools.partial(nn.BatchNorm, use_running_average=True))
+  return functools.partial(ConvBN, train=False)
 
 
 def conv_bn_relu(params, x, rate=1):

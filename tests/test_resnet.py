@@ -3,7 +3,6 @@
 import functools
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
@@ -51,8 +50,7 @@ def test_feature_strides(depth, stem, output_stride):
   height, width = 65, 97
   grid = (1, 2) if depth == 18 else (1, 2, 4)
   model = ResNet(depth=depth, stem=stem, output_stride=output_stride, multi_grid=grid,
-                 width=0.125, conv=functools.partial(
-                     ConvBN, norm=functools.partial(nn.BatchNorm, use_running_average=True)))
+                 width=0.125, conv=functools.partial(ConvBN, train=False))
   images = jnp.zeros((2, height, width, 3))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images))
   features = jax.eval_shape(lambda v: model.apply(v, images), variables)

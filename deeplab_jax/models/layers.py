@@ -11,6 +11,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from deeplab_jax.models.batch_norm import BatchNorm
 from deeplab_jax.models.convolution import conv2d
 
 ModuleDef = Any
@@ -39,6 +40,8 @@ class AtrousConv(nn.Module):
   NHWC inputs, HWIO kernel. padding is 'SAME' (XLA's) or 'SYMMETRIC' (see `symmetric_padding`);
   the two agree for stride 1 and odd kernel sizes. groups > 1 splits the channels into groups
   convolved separately; groups == input channels == features is a depthwise convolution.
+  A per-channel `output_scale` and `output_shift` (an inference BatchNorm after it) fold into
+  the kernel and the bias.
   """
   features: int
   kernel_size: int = 3
@@ -52,12 +55,18 @@ class AtrousConv(nn.Module):
   kernel_init: Callable = he_normal
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, output_scale: jax.Array | None = None,
+               output_shift: jax.Array | None = None) -> jax.Array:
     k = self.kernel_size
     kernel = self.param('kernel', self.kernel_init, (k, k, x.shape[-1] // self.groups, self.features),
                         self.param_dtype)
     bias = (self.param('bias', nn.initializers.zeros, (self.features,), self.param_dtype)
             if self.use_bias else None)
+    if output_scale is not None:
+      kernel = kernel * output_scale
+      bias = bias * output_scale if bias is not None else None
+    if output_shift is not None:
+      bias = bias + output_shift if bias is not None else output_shift
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     if self.padding == 'SAME':
       padding = 'SAME'
@@ -70,21 +79,28 @@ class AtrousConv(nn.Module):
 
 
 class ConvBN(nn.Module):
-  """AtrousConv (no bias) -> BatchNorm -> activation, the unit every DeepLab part is made of."""
+  """AtrousConv (no bias) -> BatchNorm -> activation, the unit every DeepLab part is made of.
+
+  In training BatchNorm uses the batch's statistics; at inference its running averages fold
+  into the convolution's kernel and bias.
+  """
   features: int
   kernel_size: int = 3
   rate: int = 1
   stride: int = 1
   groups: int = 1
   activation: Callable[[jax.Array], jax.Array] | None = nn.relu
-  norm: ModuleDef = nn.BatchNorm
+  train: bool = False
+  momentum: float = 0.99
+  epsilon: float = 1e-5
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = AtrousConv(self.features, self.kernel_size, self.rate, self.stride, self.groups,
-                   padding='SYMMETRIC', dtype=self.dtype, name='conv')(x)
-    x = self.norm(name='bn')(x)
+    conv = AtrousConv(self.features, self.kernel_size, self.rate, self.stride, self.groups,
+                      padding='SYMMETRIC', dtype=self.dtype, name='conv')
+    norm = BatchNorm(self.features, self.momentum, self.epsilon, name='bn')
+    x = norm(conv(x)) if self.train else conv(x, *norm.affine())
     return self.activation(x) if self.activation else x
 
 
@@ -108,15 +124,8 @@ class SeparableConvBN(nn.Module):
 
 
 def conv_bn_factory(train: bool, momentum: float, epsilon: float, dtype: Any) -> ModuleDef:
-  """`ConvBN` with its BatchNorm and compute dtype bound: what a model hands down to its parts.
-
-  BatchNorm uses batch statistics when training and running averages otherwise. Under `jax.jit`
-  over a batch-sharded global array the batch statistics are reduced over the whole global
-  batch, i.e. cross-replica BatchNorm, with no axis names needed.
-  """
-  norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=momentum,
-                           epsilon=epsilon, dtype=dtype)
-  return functools.partial(ConvBN, norm=norm, dtype=dtype)
+  """`ConvBN` with its BatchNorm and compute dtype bound: what a model hands down to its parts."""
+  return functools.partial(ConvBN, train=train, momentum=momentum, epsilon=epsilon, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=64)
