@@ -78,6 +78,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 1e-4
   config.ignore_label = 255
   config.aux_loss_weight = 0.5  # Weight of the auxiliary head's loss, when the model has one.
+  # A non-finite loss or gradient stops training (nothing after the last good checkpoint is
+  # saved); True skips such steps instead, leaving the state as it was, and logs how many.
+  config.skip_nonfinite_steps = False
   # A directory written by `python -m deeplab_jax.convert` (or any Orbax checkpoint of model
   # variables) to start from when the workdir has no checkpoint yet. Matching parameters are
   # restored; a classifier of another class count, and whatever it lacks, keep their init.

@@ -8,27 +8,38 @@ from jax.experimental import multihost_utils
 import ml_collections
 import tensorflow_datasets as tfds
 
+from deeplab_jax import models
+from deeplab_jax import schedules
 from deeplab_jax import sharding
+from deeplab_jax.config_error import ConfigError
 from deeplab_jax.data import datasets
 
 
-def check_config(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) -> None:
-  """Fails early, naming the key, on settings that cannot work together."""
-  if config.model.num_classes != info.num_classes:
-    raise ValueError(f'config.model.num_classes={config.model.num_classes}, but dataset '
-                     f'{info.name!r} has {info.num_classes} classes')
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises a ConfigError, naming the key, for settings that cannot work (together), before
+  anything is built."""
+  models.check_model_config(config.model)
   devices = jax.device_count()
   for key in ('batch_size', 'eval_batch_size'):
-    if config[key] % devices:
-      working = devices * max(1, round(config[key] / devices))
-      raise ValueError(f'config.{key}={config[key]} is not divisible by the number of devices '
-                       f'({devices}); use a multiple of {devices}, e.g. '
-                       f'--config.{key}={working}')
+    if config[key] < 1 or config[key] % devices:
+      raise ConfigError(key, config[key], f'does not split evenly over the {devices} devices',
+                        devices * max(1, round(config[key] / devices)))
+  schedules.create_learning_rate_schedule(config)
   if config.init_from and not epath.Path(config.init_from).is_dir():
-    raise ValueError(f'config.init_from={config.init_from!r} is not a directory')
+    raise ConfigError('init_from', config.init_from, 'is not a directory')
+  stride = config.model.output_stride
   for key in ('crop_size', 'eval_crop_size'):
-    if len(config[key]) != 2 or min(config[key]) < 1:
-      raise ValueError(f'config.{key}={config[key]} must be (height, width)')
+    if len(config[key]) != 2 or min(config[key]) < stride + 1:
+      raise ConfigError(key, config[key], f'takes (height, width), each at least output_stride '
+                        f'+ 1 = {stride + 1} (k * output_stride + 1 is best)',
+                        (4 * stride + 1,) * 2)
+
+
+def check_num_classes(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) -> None:
+  """Raises a ConfigError if the model's class count is not the dataset's."""
+  if config.model.num_classes != info.num_classes:
+    raise ConfigError('model.num_classes', config.model.num_classes,
+                      f'dataset {info.name!r} has {info.num_classes} classes', info.num_classes)
 
 
 def check_workdir(workdir: str) -> None:
@@ -56,8 +67,9 @@ def prepare(config: ml_collections.ConfigDict) -> tuple[datasets.DatasetInfo,
   With several processes, process 0 builds a missing dataset while the others wait, so that
   they never write the same data_dir at once.
   """
+  check_config(config)
   info = datasets.get(config.dataset, config.folder)
-  check_config(config, info)
+  check_num_classes(config, info)
   mesh = sharding.create_mesh()
   logging.info('Mesh: %s over %d devices (%d processes)', dict(mesh.shape), jax.device_count(),
                jax.process_count())

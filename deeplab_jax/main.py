@@ -17,6 +17,7 @@ from deeplab_jax import evaluate
 from deeplab_jax import experiment
 from deeplab_jax import runtime
 from deeplab_jax import train
+from deeplab_jax.config_error import one_line_config_errors
 from deeplab_jax.data import datasets
 
 FLAGS = flags.FLAGS
@@ -57,9 +58,9 @@ def main(argv):
       info, builder = experiment.prepare_dataset(FLAGS.config)
       print(f'Dataset {info.name!r} is ready in {builder.data_dir}: '
             f'{dict(builder.info.splits)}')
-  except (datasets.DatasetUnavailableError, datasets.DataError) as error:
+  except (datasets.DatasetUnavailableError, datasets.DataError, train.TrainingDiverged) as error:
     raise SystemExit(f'deeplab_jax: {error}') from None
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(one_line_config_errors(main))

@@ -24,6 +24,7 @@ from PIL import Image
 import tensorflow as tf
 
 from deeplab_jax import checkpointing
+from deeplab_jax.config_error import one_line_config_errors
 from deeplab_jax import inference
 from deeplab_jax import runtime
 from deeplab_jax import sharding
@@ -126,4 +127,4 @@ def define_flags() -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(one_line_config_errors(main))

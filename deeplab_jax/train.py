@@ -27,6 +27,41 @@ def itstime(step: int, every: int, total: int) -> bool:
   return step % every == 0 or step == total
 
 
+class TrainingDiverged(RuntimeError):
+  """The loss or the gradient stopped being finite (see `config.skip_nonfinite_steps`)."""
+
+
+def nonfinite_steps(metrics: list[dict[str, np.ndarray]], first_step: int) -> list[int]:
+  """The steps among `metrics` (of steps first_step, first_step + 1, ...) that were not finite."""
+  return [first_step + index for index, values in enumerate(metrics) if not values['finite']]
+
+
+def diverged(metrics: list[dict[str, np.ndarray]], bad_step: int, step: int,
+             manager) -> TrainingDiverged:
+  """The error for a non-finite `bad_step`, seen at `step`: its values, the last good checkpoint."""
+  values = metrics[bad_step - (step - len(metrics) + 1)]
+  manager.wait_until_finished()
+  last = manager.latest_step()
+  restart = (f'the last good checkpoint is step {last} in {manager.directory}; nothing after '
+             f'step {bad_step - 1} was saved' if last is not None else 'no checkpoint was saved')
+  return TrainingDiverged(
+      f'training diverged at step {bad_step}: loss {float(values["loss"])}, gradient norm '
+      f'{float(values["grad_norm"])}; {restart}. Lower config.learning_rate, or set '
+      'config.skip_nonfinite_steps=True to skip such steps.')
+
+
+def write_train_summaries(writer: metric_writers.MetricWriter, step: int,
+                          metrics: list[dict[str, np.ndarray]], skipped: list[int]) -> None:
+  """train/ averages over the finite steps of `metrics`, and how many were skipped."""
+  finite = [values for values in metrics if values['finite']]
+  scalars = {f'train/{key}': float(np.mean([values[key] for values in finite]))
+             for key in metrics[0] if key != 'finite'} if finite else {}
+  if skipped:
+    logging.warning('Skipped %d steps with a non-finite loss or gradient: %s', len(skipped),
+                    skipped)
+  writer.write_scalars(step, {**scalars, 'train/skipped_steps': len(skipped)})
+
+
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """<workdir>/config.json: the whole config of the run (`workdir` may be gs://)."""
   tf.io.gfile.makedirs(workdir)
@@ -86,17 +121,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         train_metrics.append(metrics)
       report_progress(step)
 
-      if itstime(step, config.log_every_steps, config.num_train_steps):
-        averages = jax.tree.map(lambda *x: float(np.mean(x)), *jax.device_get(train_metrics))
-        writer.write_scalars(step, {f'train/{key}': value for key, value in averages.items()})
+      stopping = stop_request(step)
+      log = itstime(step, config.log_every_steps, config.num_train_steps)
+      evaluate_now = itstime(step, config.eval_every_steps, config.num_train_steps)
+      save = itstime(step, config.checkpoint_every_steps, config.num_train_steps) or stopping
+      if log or evaluate_now or save:  # Reads the device's metrics only at these steps.
+        host_metrics = jax.device_get(train_metrics)
+        skipped = nonfinite_steps(host_metrics, step - len(host_metrics) + 1)
+        if skipped and not config.skip_nonfinite_steps:
+          raise diverged(host_metrics, skipped[0], step, manager)
+
+      if log:
+        write_train_summaries(writer, step, host_metrics, skipped)
         train_metrics = []
 
-      if itstime(step, config.eval_every_steps, config.num_train_steps):
+      if evaluate_now:
         with report_progress.timed('eval'):
           evaluator(state.variables, step, writer, tf.io.gfile.join(workdir, 'eval'))
 
-      stopping = stop_request(step)
-      if itstime(step, config.checkpoint_every_steps, config.num_train_steps) or stopping:
+      if save:
         with report_progress.timed('checkpoint'):
           checkpointing.save(manager, step, state)
       if stopping:

@@ -77,7 +77,9 @@ def make_train_step(config: ml_collections.ConfigDict, model) -> Callable:
   """train_step(state, batch) -> (state, metrics): one SGD step on the global batch.
 
   batch: raw 'image's, their 'label's and, where crops hold padding, each image's 'box'
-  (see `input_pipeline`); the padding becomes the model's mean pixel.
+  (see `input_pipeline`); the padding becomes the model's mean pixel. metrics['finite'] says
+  whether the loss and the gradient were finite; with `config.skip_nonfinite_steps` a step
+  where they were not leaves the parameters, optimizer state and statistics as they were.
   """
   schedule = schedules.create_learning_rate_schedule(config)
 
@@ -99,9 +101,17 @@ def make_train_step(config: ml_collections.ConfigDict, model) -> Callable:
       return loss, updates.get('batch_stats', {})
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    metrics = {'loss': loss, 'learning_rate': schedule(state.step),
-               'grad_norm': optax.tree.norm(grads)}
-    return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    metrics = {'loss': loss, 'learning_rate': schedule(state.step), 'grad_norm': grad_norm,
+               'finite': finite}
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if config.skip_nonfinite_steps:  # Such a step only advances the step count.
+      keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+      new_state = new_state.replace(params=keep(new_state.params, state.params),
+                                    opt_state=keep(new_state.opt_state, state.opt_state),
+                                    batch_stats=keep(new_state.batch_stats, state.batch_stats))
+    return new_state, metrics
 
   return train_step
 

@@ -5,6 +5,7 @@ statistics, as its transforms give them."""
 
 import functools
 import json
+import os
 import subprocess
 import sys
 
@@ -265,3 +266,26 @@ def test_command_line_converts_mobilenet_v2_for_the_deeplab_recipe(tmp_path):
                  loaded[collection]['backbone'])
   assert {path.split('/')[1] for path in report.left_at_init} == {'aspp', 'classifier'}
   assert not report.unused and not report.fresh_classifier
+
+
+class Payload:
+  """Pickles as a call to os.mkdir: what loading the file with plain unpickling would run."""
+
+  def __init__(self, path):
+    self.path = path
+
+  def __reduce__(self):
+    return os.mkdir, (self.path,)
+
+
+def test_a_pth_carrying_a_pickle_payload_is_refused_without_running_it(tmp_path):
+  marker = tmp_path / 'the_payload_ran'
+  path = tmp_path / 'resnet18.pth'
+  torch.save({'conv1.weight': torch.zeros(64, 3, 7, 7), 'extra': Payload(str(marker))}, path)
+  with pytest.raises(SystemExit, match=rf'--input: {path} holds more than tensors, and it is '
+                     r'not unpickled: .*mkdir'):
+    convert_main.load_torch_state_dict(str(path))
+  assert not marker.exists()
+  # Plain unpickling would have run it: the test's payload is real.
+  torch.load(path, weights_only=False)
+  assert marker.is_dir()

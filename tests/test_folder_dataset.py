@@ -182,14 +182,14 @@ def test_folder_classes_are_named_or_counted_and_checked_against_the_model(tmp_p
   config.folder.class_names = ('sky', 'road', 'car')
   assert datasets.get('folder', config.folder).class_names == ('sky', 'road', 'car')
   config.folder.num_classes = 4
-  with pytest.raises(ValueError, match=r"config.folder: .*class_names=\('sky', 'road', 'car'\) "
-                     'and num_classes=4'):
+  with pytest.raises(ValueError, match=r"config.folder.num_classes=4: .*class_names=\('sky', "
+                     r"'road', 'car'\); e.g. --config.folder.num_classes=3"):
     datasets.get('folder', config.folder)
   config.folder.class_names, config.folder.num_classes = (), 0
-  with pytest.raises(ValueError, match='config.folder: name the classes'):
+  with pytest.raises(ValueError, match='config.folder.num_classes=0: name the classes'):
     datasets.get('folder', config.folder)
   # The model's class count is checked against the folder's, which no longer follows it.
   config.folder.num_classes, config.model.num_classes = 3, 5
-  with pytest.raises(ValueError, match=r"config.model.num_classes=5, but dataset 'folder' has "
+  with pytest.raises(ValueError, match=r"config.model.num_classes=5: dataset 'folder' has "
                      '3 classes'):
     experiment.prepare(config)

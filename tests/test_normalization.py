@@ -36,7 +36,8 @@ def test_fill_padding_puts_the_mean_pixel_outside_each_box():
 
 def tiny_model_config(backbone='resnet18'):
   config = defaults.get_config().model
-  config.backbone, config.multi_grid, config.width = backbone, (1, 2), 0.125
+  config.backbone, config.width = backbone, 0.125
+  config.multi_grid = (1, 2) if backbone.startswith('resnet18') else (1, 2, 4)
   config.aspp_features = config.decoder_features = 16
   config.low_level_features, config.num_classes = 8, 3
   return config
@@ -51,7 +52,7 @@ def test_each_backbone_has_its_normalisation_and_configs_can_override_it():
   config.mean_rgb, config.std_rgb = MEAN, (2.0, 3.0, 4.0)
   assert create_model(config).normalization == Normalization(MEAN, (2.0, 3.0, 4.0))
   config.std_rgb = (1.0, 0.0, 1.0)
-  with pytest.raises(ValueError, match='model.mean_rgb'):
+  with pytest.raises(ValueError, match=r'model.std_rgb=\(1.0, 0.0, 1.0\)'):
     create_model(config)
   # The recipes: shapes keeps the [-1, 1] scaling it was trained with; the others take their
   # backbone's, which their pretrained weights expect.

@@ -11,6 +11,7 @@ configs/voc_v1_vgg16.py) without the layers DeepLab replaces; the command lists 
 
 import argparse
 import json
+import pickle
 import sys
 
 from absl import logging
@@ -30,7 +31,12 @@ def load_torch_state_dict(path: str) -> dict:
   if not epath.Path(path).is_file():
     raise SystemExit(f'--input: no such file: {path}')
   with epath.Path(path).open('rb') as file:
-    state = torch.load(file, map_location='cpu', weights_only=True)
+    try:
+      state = torch.load(file, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as error:
+      lines = [line for line in str(error).splitlines() if 'GLOBAL' in line]  # What it asked for.
+      raise SystemExit(f'--input: {path} holds more than tensors, and it is not unpickled'
+                       f'{": " + lines[0] if lines else ""}') from None
   if not isinstance(state, dict):
     raise SystemExit(f'--input: {path} holds a {type(state).__name__}, not a state dict')
   # torchvision's reference training scripts save {'model': state_dict, 'optimizer': ...}.

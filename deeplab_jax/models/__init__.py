@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from deeplab_jax.config_error import ConfigError
 from deeplab_jax.models import backbones
 from deeplab_jax.models.aspp import ASPP
 from deeplab_jax.models.backbones import BACKBONES, Backbone, create_backbone
@@ -28,7 +29,7 @@ def compute_dtype(name: str):
   if name == 'auto':
     return jnp.bfloat16 if jax.default_backend() == 'tpu' else jnp.float32
   if name not in DTYPES:
-    raise ValueError(f"model.dtype: unknown {name!r}; expected one of {(*DTYPES, 'auto')}")
+    raise ConfigError('model.dtype', name, f"unknown; expected one of {(*DTYPES, 'auto')}", 'auto')
   return DTYPES[name]
 
 
@@ -36,8 +37,8 @@ def create_context(config: ml_collections.ConfigDict) -> functools.partial | Non
   """The module between backbone and classifier: LargeFOV (v1), none (v2), ASPP (v3, v3+)."""
   if config.architecture == 'deeplabv1':
     if len(config.atrous_rates) != 1:
-      raise ValueError('model.atrous_rates: DeepLab v1 takes one rate, that of fc6 (e.g. (12,)); '
-                       f'got {tuple(config.atrous_rates)}')
+      raise ConfigError('model.atrous_rates', config.atrous_rates,
+                        'DeepLab v1 takes one rate, that of fc6', (12,))
     return functools.partial(LargeFOV, features=config.large_fov_features,
                              rate=config.atrous_rates[0], dropout_rate=config.dropout_rate,
                              batch_norm=backbones.get(config.backbone).batch_norm,
@@ -56,16 +57,38 @@ def normalization(config: ml_collections.ConfigDict) -> Normalization:
   mean = tuple(config.mean_rgb or default.mean_rgb)
   std = tuple(config.std_rgb or default.std_rgb)
   if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-    raise ValueError(f'model.mean_rgb={mean} and model.std_rgb={std} must be three values each, '
-                     'the standard deviations positive')
+    raise ConfigError('model.std_rgb' if len(mean) == 3 else 'model.mean_rgb',
+                      std if len(mean) == 3 else mean, 'mean_rgb and std_rgb take three values '
+                      'each, the standard deviations positive', default.std_rgb
+                      if len(mean) == 3 else default.mean_rgb)
   return Normalization(mean, std)
+
+
+def check_model_config(config: ml_collections.ConfigDict) -> None:
+  """Raises a ConfigError for a `model` section that cannot build a model."""
+  if config.architecture not in ARCHITECTURES:
+    raise ConfigError('model.architecture', config.architecture,
+                      f'unknown; expected one of {ARCHITECTURES}', 'deeplabv3plus')
+  spec = backbones.get(config.backbone)
+  if config.output_stride not in (8, 16, 32):
+    raise ConfigError('model.output_stride', config.output_stride, 'must be 8, 16 or 32', 16)
+  units = spec.last_stage_units
+  if units and len(config.multi_grid) != units:
+    raise ConfigError('model.multi_grid', config.multi_grid,
+                      f'{config.backbone} needs one rate per unit of its last stage ({units})',
+                      tuple(2 ** index for index in range(units)))
+  if not config.width > 0:
+    raise ConfigError('model.width', config.width, 'must be positive', 1.0)
+  if any(rate < 1 for rate in config.atrous_rates):
+    raise ConfigError('model.atrous_rates', config.atrous_rates, 'rates are at least 1',
+                      (6, 12, 18))
+  compute_dtype(config.dtype)
+  normalization(config)
 
 
 def create_model(config: ml_collections.ConfigDict) -> DeepLab:
   """Builds the DeepLab model described by `config` (the `model` section of a recipe)."""
-  if config.architecture not in ARCHITECTURES:
-    raise ValueError(f'model.architecture: unknown {config.architecture!r}; '
-                     f'expected one of {ARCHITECTURES}')
+  check_model_config(config)
   spec = backbones.get(config.backbone)
   decoder = None
   if config.architecture == 'deeplabv3plus':

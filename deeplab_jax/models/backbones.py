@@ -15,10 +15,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from deeplab_jax.config_error import ConfigError
 from deeplab_jax.models.layers import ModuleDef, conv_bn_factory
 from deeplab_jax.models.mobilenet_v2 import MobileNetV2
 from deeplab_jax.models.normalization import IMAGENET, SYMMETRIC, Normalization, normalize
-from deeplab_jax.models.resnet import ResNet
+from deeplab_jax.models.resnet import RESNETS, ResNet
 from deeplab_jax.models.vgg import VGG16
 from deeplab_jax.models.xception import Xception65
 
@@ -28,7 +29,8 @@ class BackboneSpec:
   """module(output_stride=, width=, conv=, **options) returns named features, among them
   `low_level` (stride 4, for the v3+ decoder), `auxiliary` (for torchvision's auxiliary head)
   and `final`. `options` names the `config.model` fields the module takes besides output stride
-  and width. batch_norm: whether its convolutions have BatchNorm (v1's fc6/fc7 follow it)."""
+  and width. batch_norm: whether its convolutions have BatchNorm (v1's fc6/fc7 follow it).
+  last_stage_units: a ResNet's, which `model.multi_grid` gives one rate each."""
   module: Callable[..., nn.Module]
   low_level: str
   auxiliary: str
@@ -37,6 +39,7 @@ class BackboneSpec:
   torchvision_arch: str | None = None
   options: tuple[str, ...] = ()
   batch_norm: bool = True
+  last_stage_units: int | None = None
 
 
 def _resnet(depth: int, stem: str = 'standard') -> BackboneSpec:
@@ -45,7 +48,7 @@ def _resnet(depth: int, stem: str = 'standard') -> BackboneSpec:
       functools.partial(ResNet, depth=depth, stem=stem), 'stage1', 'stage3', 'stage4',
       IMAGENET if stem == 'standard' else SYMMETRIC,
       torchvision_arch=f'resnet{depth}' if stem == 'standard' else None,
-      options=('multi_grid', 'keep_rate_in_first_unit'))
+      options=('multi_grid', 'keep_rate_in_first_unit'), last_stage_units=RESNETS[depth][1][-1])
 
 
 BACKBONES = {
@@ -68,8 +71,8 @@ BACKBONES = {
 
 def get(name: str) -> BackboneSpec:
   if name not in BACKBONES:
-    raise ValueError(f'model.backbone: unknown backbone {name!r}; expected one of '
-                     f'{tuple(BACKBONES)}')
+    raise ConfigError('model.backbone', name, f'unknown; expected one of {tuple(BACKBONES)}',
+                      'resnet50')
   return BACKBONES[name]
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from deeplab_jax.config_error import ConfigError
 from deeplab_jax.data.datasets import ade20k
 from deeplab_jax.data.datasets import cityscapes
 from deeplab_jax.data.datasets import folder
@@ -89,14 +90,14 @@ DATASETS = {
 def folder_info(spec: ml_collections.ConfigDict) -> DatasetInfo:
   """The registry entry of the image folder `spec` (a recipe's `folder` section) describes."""
   if not spec.root:
-    raise ValueError("config.folder.root: the 'folder' dataset needs the folder holding "
-                     'images/ and labels/ (or one such pair per split)')
+    raise ConfigError('folder.root', spec.root, "the 'folder' dataset needs the folder holding "
+                      'images/ and labels/ (or one such pair per split)', '/path/to/your/data')
   class_names = tuple(spec.class_names) or tuple(
       f'class_{index}' for index in range(spec.num_classes))
   if not class_names or spec.num_classes not in (0, len(class_names)):
-    raise ValueError(f'config.folder: name the classes (class_names) or count them '
-                     f'(num_classes); got class_names={tuple(spec.class_names)} and '
-                     f'num_classes={spec.num_classes}')
+    raise ConfigError('folder.num_classes', spec.num_classes,
+                      'name the classes (folder.class_names) or count them (folder.num_classes); '
+                      f'got class_names={tuple(spec.class_names)}', max(2, len(class_names)))
   builder_config = folder.FolderConfig.create(spec.root, len(class_names), spec.ignore_value)
   return DatasetInfo(
       name='folder', tfds_name='segmentation_folder', class_names=class_names,
@@ -113,8 +114,8 @@ def get(name: str, folder_spec: ml_collections.ConfigDict | None = None) -> Data
   if name == 'folder':
     return folder_info(folder_spec)
   if name not in DATASETS:
-    raise KeyError(f'config.dataset: unknown dataset {name!r}; known: '
-                   f"{sorted(DATASETS) + ['folder']}")
+    raise ConfigError('dataset', name, f"unknown; known: {sorted(DATASETS) + ['folder']}",
+                      'shapes')
   return DATASETS[name]
 
 

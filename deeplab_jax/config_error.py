@@ -1,0 +1,38 @@
+"""The error for a config value that cannot work, written as one line a person can act on."""
+
+from collections.abc import Callable
+import functools
+import sys
+from typing import Any
+
+
+def flag_value(value: Any) -> str:
+  """`value` as a --config.<key>= override takes it (tuples quoted for the shell)."""
+  if isinstance(value, (tuple, list)):
+    return repr(str(tuple(value)))
+  return str(value)
+
+
+class ConfigError(ValueError):
+  """config.<key>=<value>: why it cannot work; e.g. a value that works, as a flag."""
+
+  def __init__(self, key: str, value: Any, why: str, works: Any = None):
+    self.key = key
+    value = tuple(value) if isinstance(value, list) else value
+    suggestion = f'; e.g. --config.{key}={flag_value(works)}' if works is not None else ''
+    super().__init__(f'config.{key}={value!r}: {why}{suggestion}')
+
+
+def one_line_config_errors(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
+  """A command line tool's `main` that reports a ConfigError as one line on stderr and exits
+  with status 2 (usage's), instead of a traceback."""
+
+  @functools.wraps(main)
+  def checked_main(argv: list[str]) -> Any:
+    try:
+      return main(argv)
+    except ConfigError as error:
+      print(f'deeplab_jax: {error}', file=sys.stderr)
+      sys.exit(2)
+
+  return checked_main
