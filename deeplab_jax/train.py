@@ -1,5 +1,6 @@
 """Training: `train_and_evaluate`, the whole loop around `train_state`'s jitted train step."""
 
+import json
 import time
 
 from absl import logging
@@ -15,6 +16,7 @@ from deeplab_jax import evaluate
 from deeplab_jax import experiment
 from deeplab_jax import pretrained
 from deeplab_jax import sharding
+from deeplab_jax.config_error import ConfigError
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.models import create_model
 from deeplab_jax.models.cost import count_params
@@ -62,6 +64,45 @@ def write_train_summaries(writer: metric_writers.MetricWriter, step: int,
   writer.write_scalars(step, {**scalars, 'train/skipped_steps': len(skipped)})
 
 
+# Keys whose change would make a resumed run train another model or on other data.
+RESUME_FIXED_KEYS = ('model.', 'dataset', 'folder.', 'train_split', 'crop_size', 'min_scale',
+                     'max_scale', 'flip', 'batch_size', 'ignore_label', 'seed')
+
+
+def flat_config(config: dict, prefix: str = '') -> dict[str, object]:
+  """{'model.backbone': 'resnet101', ...}: a config's JSON dict with dotted keys."""
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, dict):
+      flat.update(flat_config(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def check_resumed_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Raises a ConfigError if `config` differs from the one `workdir`'s checkpoints were trained
+  with (its config.json) in a key that changes the model or the data; logs the other changes."""
+  path = tf.io.gfile.join(workdir, 'config.json')
+  if not tf.io.gfile.exists(path):
+    return
+  with tf.io.gfile.GFile(path) as file:
+    saved = flat_config(json.load(file))
+  current = flat_config(json.loads(config.to_json_best_effort()))
+  changed = sorted(key for key in saved.keys() | current.keys()
+                   if saved.get(key) != current.get(key))
+  fixed = [key for key in changed if key.startswith(RESUME_FIXED_KEYS)]
+  if fixed:
+    raise ConfigError(fixed[0], current.get(fixed[0]),
+                      f'the checkpoints in {workdir} were trained with {saved.get(fixed[0])!r} '
+                      f'(its config.json); keys that change the model or the data cannot change '
+                      f'on resuming, and these do: {", ".join(fixed)}. Use another --workdir, '
+                      'or the saved value', saved.get(fixed[0]))
+  if changed:
+    logging.info('Resuming with changed %s', ', '.join(
+        f'{key}: {saved.get(key)!r} -> {current.get(key)!r}' for key in changed))
+
+
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """<workdir>/config.json: the whole config of the run (`workdir` may be gs://)."""
   tf.io.gfile.makedirs(workdir)
@@ -76,12 +117,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   """
   info, builder, mesh = experiment.prepare(config)
   experiment.check_workdir(workdir)
+  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
+  if manager.latest_step() is not None:
+    check_resumed_config(config, workdir)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
     write_config(config, workdir)
 
   model = create_model(config.model)
-  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
   state, start_step = checkpointing.restore_latest(
       manager, abstract_train_state(config, model, mesh))
   if start_step == 0:

@@ -12,6 +12,7 @@ import tensorflow as tf
 from conftest import tiny_shapes_config
 from deeplab_jax import checkpointing
 from deeplab_jax import train
+from deeplab_jax.config_error import ConfigError
 
 
 def event_steps(path: str) -> dict[str, set[int]]:
@@ -63,8 +64,16 @@ def test_train_evaluate_then_resume(shapes_dir, tmp_path, monkeypatch):
     restored.append(jax.device_get(result))
     return result
 
+  # Another model in the same workdir fails before anything is built, naming what differs.
+  other = tiny_shapes_config(shapes_dir)
+  other.model.width, other.batch_size = 0.25, 16
+  with pytest.raises(ConfigError, match=r'config.batch_size=16: the checkpoints in .* were '
+                     r'trained with 8 .* these do: batch_size, model.width\. .*'
+                     r'e.g. --config.batch_size=8'):
+    train.train_and_evaluate(other, workdir)
+
   monkeypatch.setattr(checkpointing, 'restore_latest', remember_restored)
-  config.num_train_steps = 6
+  config.num_train_steps = 6  # Safe to change: allowed.
   resumed = train.train_and_evaluate(config, workdir)
   [(restored_state, restored_step)] = restored
   assert restored_step == 4
