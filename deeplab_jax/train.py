@@ -6,6 +6,7 @@ import time
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
+from flax import traverse_util
 import jax
 import ml_collections
 import numpy as np
@@ -69,17 +70,6 @@ RESUME_FIXED_KEYS = ('model.', 'dataset', 'folder.', 'train_split', 'crop_size',
                      'max_scale', 'flip', 'batch_size', 'ignore_label', 'seed')
 
 
-def flat_config(config: dict, prefix: str = '') -> dict[str, object]:
-  """{'model.backbone': 'resnet101', ...}: a config's JSON dict with dotted keys."""
-  flat = {}
-  for key, value in config.items():
-    if isinstance(value, dict):
-      flat.update(flat_config(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
 def check_resumed_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Raises a ConfigError if `config` differs from the one `workdir`'s checkpoints were trained
   with (its config.json) in a key that changes the model or the data; logs the other changes."""
@@ -87,8 +77,8 @@ def check_resumed_config(config: ml_collections.ConfigDict, workdir: str) -> Non
   if not tf.io.gfile.exists(path):
     return
   with tf.io.gfile.GFile(path) as file:
-    saved = flat_config(json.load(file))
-  current = flat_config(json.loads(config.to_json_best_effort()))
+    saved = traverse_util.flatten_dict(json.load(file), sep='.')
+  current = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
   changed = sorted(key for key in saved.keys() | current.keys()
                    if saved.get(key) != current.get(key))
   fixed = [key for key in changed if key.startswith(RESUME_FIXED_KEYS)]
