@@ -23,6 +23,13 @@ class ConfigError(ValueError):
     super().__init__(f'config.{key}={value!r}: {why}{suggestion}')
 
 
+def check_splits(key: str, value: int, parts: int, what: str) -> None:
+  """Raises a ConfigError unless `value` (a batch size) splits evenly over `parts` `what`s."""
+  if value < 1 or value % parts:
+    raise ConfigError(key, value, f'does not split evenly over the {parts} {what}',
+                      parts * max(1, round(value / parts)))
+
+
 def one_line_config_errors(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
   """A command line tool's `main` that reports a ConfigError as one line on stderr and exits
   with status 2 (usage's), instead of a traceback."""

@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from deeplab_jax import models
 from deeplab_jax import schedules
 from deeplab_jax import sharding
-from deeplab_jax.config_error import ConfigError
+from deeplab_jax.config_error import ConfigError, check_splits
 from deeplab_jax.data import datasets
 
 
@@ -21,9 +21,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   models.check_model_config(config.model)
   devices = jax.device_count()
   for key in ('batch_size', 'eval_batch_size'):
-    if config[key] < 1 or config[key] % devices:
-      raise ConfigError(key, config[key], f'does not split evenly over the {devices} devices',
-                        devices * max(1, round(config[key] / devices)))
+    check_splits(key, config[key], devices, 'devices')
   schedules.create_learning_rate_schedule(config)
   if config.init_from and not epath.Path(config.init_from).is_dir():
     raise ConfigError('init_from', config.init_from, 'is not a directory')

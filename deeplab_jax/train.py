@@ -39,10 +39,11 @@ def nonfinite_steps(metrics: list[dict[str, np.ndarray]], first_step: int) -> li
   return [first_step + index for index, values in enumerate(metrics) if not values['finite']]
 
 
-def diverged(metrics: list[dict[str, np.ndarray]], bad_step: int, step: int,
+def diverged(metrics: list[dict[str, np.ndarray]], first_step: int, bad_step: int,
              manager) -> TrainingDiverged:
-  """The error for a non-finite `bad_step`, seen at `step`: its values, the last good checkpoint."""
-  values = metrics[bad_step - (step - len(metrics) + 1)]
+  """The error for non-finite `bad_step` among `metrics` (of steps first_step, ...): its values
+  and the last good checkpoint."""
+  values = metrics[bad_step - first_step]
   manager.wait_until_finished()
   last = manager.latest_step()
   restart = (f'the last good checkpoint is step {last} in {manager.directory}; nothing after '
@@ -160,9 +161,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       save = itstime(step, config.checkpoint_every_steps, config.num_train_steps) or stopping
       if log or evaluate_now or save:  # Reads the device's metrics only at these steps.
         host_metrics = jax.device_get(train_metrics)
-        skipped = nonfinite_steps(host_metrics, step - len(host_metrics) + 1)
+        first_step = step - len(host_metrics) + 1
+        skipped = nonfinite_steps(host_metrics, first_step)
         if skipped and not config.skip_nonfinite_steps:
-          raise diverged(host_metrics, skipped[0], step, manager)
+          raise diverged(host_metrics, first_step, skipped[0], manager)
 
       if log:
         write_train_summaries(writer, step, host_metrics, skipped)

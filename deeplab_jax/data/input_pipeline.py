@@ -21,17 +21,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from deeplab_jax.config_error import ConfigError
+from deeplab_jax.config_error import check_splits
 from deeplab_jax.data import preprocessing
 from deeplab_jax.data.datasets import DatasetInfo
 
 
 def local_batch_size(global_batch_size: int, process_count: int, key: str) -> int:
   """The batch each process loads; the global batch must split evenly over processes."""
-  if global_batch_size % process_count:
-    raise ConfigError(key, global_batch_size,
-                      f'does not split evenly over the {process_count} processes',
-                      process_count * max(1, round(global_batch_size / process_count)))
+  check_splits(key, global_batch_size, process_count, 'processes')
   return global_batch_size // process_count
 
 

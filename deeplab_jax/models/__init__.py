@@ -57,10 +57,10 @@ def normalization(config: ml_collections.ConfigDict) -> Normalization:
   mean = tuple(config.mean_rgb or default.mean_rgb)
   std = tuple(config.std_rgb or default.std_rgb)
   if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-    raise ConfigError('model.std_rgb' if len(mean) == 3 else 'model.mean_rgb',
-                      std if len(mean) == 3 else mean, 'mean_rgb and std_rgb take three values '
-                      'each, the standard deviations positive', default.std_rgb
-                      if len(mean) == 3 else default.mean_rgb)
+    key, value, works = (('model.std_rgb', std, default.std_rgb) if len(mean) == 3 else
+                         ('model.mean_rgb', mean, default.mean_rgb))
+    raise ConfigError(key, value, 'mean_rgb and std_rgb take three values each, the standard '
+                      'deviations positive', works)
   return Normalization(mean, std)
 
 
