@@ -16,12 +16,10 @@ original JPEG files (quality 95; a builder defined here, otherwise the folder's)
 alone is timed on both (`--formats`).
 
 Per core: tf.data runs in a private threadpool of N threads (`--threads`) with
-max_intra_op_parallelism=1. TFDS decodes before the recipe's shuffle, whose buffer (1,000)
-holds the whole split, so each epoch decodes its 367 images in a burst before yielding them:
-the first epoch is the warm-up, and timing starts and ends at epoch boundaries (at least
-`--seconds`), or covers `--batches` batches. TFDS would cache the decoded split of a dataset
-under 250 MiB such as CamVid and never decode again; VOC's train_aug is larger, so auto-cache
-is off unless `--tfds_autocache`. The process's CPU seconds per image (pipeline and decode)
+max_intra_op_parallelism=1. The pipeline shuffles serialized records and decodes every image
+of every epoch in its parallel map, as for VOC's train_aug: the first epoch is the warm-up,
+and timing starts and ends at epoch boundaries (at least `--seconds`), or covers `--batches`
+batches. The process's CPU seconds per image (pipeline and decode)
 are a check that depends neither on N nor on CPU time other jobs take (wall time above CPU
 time on one thread means they took some). Not measured: the host-to-device copy and the
 training loop's own Python work.
@@ -76,8 +74,6 @@ flags.DEFINE_integer('ignore_value', 11, 'Label value of unlabelled pixels (CamV
 flags.DEFINE_list('formats', ['png', 'jpeg'], 'How the images are stored: png (the folder '
                   'dataset), jpeg (the original files, as the VOC builder stores them).')
 flags.DEFINE_list('threads', ['1', '2'], 'tf.data private threadpool sizes to measure.')
-flags.DEFINE_bool('tfds_autocache', False, 'Let TFDS cache the decoded split in memory, as it '
-                  'does for datasets under 250 MiB (CamVid; not VOC): later epochs decode nothing.')
 flags.DEFINE_integer('batch_size', 8, 'Images per batch (the per-image cost hardly depends on it).')
 flags.DEFINE_float('seconds', 20.0, 'Least time measured per thread count (whole epochs).')
 flags.DEFINE_integer('batches', None, 'Measure this many batches after the warm-up epoch instead.')
@@ -111,22 +107,6 @@ class JpegSegmentationFolder(folder.SegmentationFolder):
                    'file_name': os.path.relpath(image_path, config.root)}
 
 
-class WithoutAutocache:
-  """A builder whose datasets TFDS never auto-caches (it caches decoded examples of datasets
-  under 250 MiB, such as CamVid, so that later epochs decode nothing; VOC's train_aug is larger
-  and is decoded every epoch)."""
-
-  def __init__(self, builder: tfds.core.DatasetBuilder):
-    self._builder = builder
-
-  def __getattr__(self, name):
-    return getattr(self._builder, name)
-
-  def as_dataset(self, split, *, read_config: tfds.ReadConfig | None = None, **kwargs):
-    read_config = dataclasses.replace(read_config or tfds.ReadConfig(), try_autocache=False)
-    return self._builder.as_dataset(split, read_config=read_config, **kwargs)
-
-
 def threading_options(threads: int) -> tf.data.Options:
   options = tf.data.Options()
   options.threading.private_threadpool_size = threads
@@ -142,7 +122,7 @@ def cpu_seconds() -> float:
 def measure(config, info, builder, threads: int) -> dict[str, float]:
   """Images/s and CPU seconds per image of the train pipeline on `threads` tf.data threads."""
   epoch = builder.info.splits[config.train_split].num_examples
-  ds = input_pipeline.create_train_dataset(config, info, builder, seed=0, process_index=0,
+  ds = input_pipeline.create_train_dataset(config, info, builder, process_index=0,
                                            process_count=1)
   batches = input_pipeline.as_numpy(ds.with_options(threading_options(threads)))
   consumed = 0
@@ -152,7 +132,7 @@ def measure(config, info, builder, threads: int) -> dict[str, float]:
   if FLAGS.batches:
     for _ in range(FLAGS.batches):
       consumed += len(next(batches)['image'])
-  else:  # Whole epochs: each decodes its images in a burst before the shuffle yields them.
+  else:  # Whole epochs.
     next_boundary = (consumed // epoch + 1) * epoch
     while True:
       consumed += len(next(batches)['image'])
@@ -210,16 +190,14 @@ def main(argv):
     format_info = info if image_format == 'png' else dataclasses.replace(
         info, tfds_name='jpeg_segmentation_folder')
     builder = datasets.prepare_builder(format_info, FLAGS.data_dir)
-    builders[image_format] = (format_info,
-                              builder if FLAGS.tfds_autocache else WithoutAutocache(builder))
+    builders[image_format] = format_info, builder
 
   split = next(iter(builders.values()))[1].info.splits[config.train_split]
   print(f'data: {split.num_examples} images of {root} ({config.train_split!r}), built in '
         f'{FLAGS.data_dir}')
   print(f'recipe: crop {tuple(config.crop_size)}, scale {config.min_scale}-{config.max_scale}, '
         f'flip {config.flip}, shuffle buffer {config.shuffle_buffer_size}; batch '
-        f'{config.batch_size}; uint8 image, int32 label, box; TFDS auto-cache '
-        f'{"on" if FLAGS.tfds_autocache else "off (every epoch decodes, as VOC train_aug does)"}')
+        f'{config.batch_size}; uint8 image, int32 label, box; every epoch decodes')
   print(f'machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the start '
         '(other jobs add noise)')
 

@@ -145,6 +145,12 @@ def load_variables(directory: str) -> Any:
   if not path.is_dir():
     raise FileNotFoundError(f'{directory} holds no model variables (expected {path}); write '
                             'them with `python -m deeplab_jax.convert`')
+  return load_arrays(path)
+
+
+def load_arrays(path: epath.Path) -> Any:
+  """The tree of arrays of a standard Orbax checkpoint item (e.g. <step>/default of a train
+  checkpoint) as numpy arrays on the host, whatever mesh wrote it."""
   checkpointer = ocp.StandardCheckpointer()
   shapes = checkpointer.metadata(path).item_metadata.tree
   return checkpointer.restore(path, jax.tree.map(lambda x: np.empty(x.shape, x.dtype), shapes))

@@ -17,6 +17,7 @@ from deeplab_jax import evaluate
 from deeplab_jax import experiment
 from deeplab_jax import runtime
 from deeplab_jax import train
+from deeplab_jax import workdir_lock
 from deeplab_jax.config_error import one_line_config_errors
 from deeplab_jax.data import datasets
 
@@ -58,7 +59,8 @@ def main(argv):
       info, builder = experiment.prepare_dataset(FLAGS.config)
       print(f'Dataset {info.name!r} is ready in {builder.data_dir}: '
             f'{dict(builder.info.splits)}')
-  except (datasets.DatasetUnavailableError, datasets.DataError, train.TrainingDiverged) as error:
+  except (datasets.DatasetUnavailableError, datasets.DataError, train.TrainingDiverged,
+          workdir_lock.WorkdirInUse) as error:
     raise SystemExit(f'deeplab_jax: {error}') from None
 
 

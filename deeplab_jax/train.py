@@ -1,5 +1,6 @@
 """Training: `train_and_evaluate`, the whole loop around `train_state`'s jitted train step."""
 
+import contextlib
 import json
 import time
 
@@ -17,6 +18,7 @@ from deeplab_jax import evaluate
 from deeplab_jax import experiment
 from deeplab_jax import pretrained
 from deeplab_jax import sharding
+from deeplab_jax import workdir_lock
 from deeplab_jax.config_error import ConfigError
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.models import create_model
@@ -104,8 +106,16 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state.
 
-  Every process of a multi-process job runs it; process 0 alone writes summaries and files.
+  Every process of a multi-process job runs it; process 0 alone writes summaries and files, and
+  holds the workdir's lock so that a second job refuses to share it.
   """
+  lock = (workdir_lock.WorkdirLock(workdir) if jax.process_index() == 0
+          else contextlib.nullcontext())
+  with lock:
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   info, builder, mesh = experiment.prepare(config)
   experiment.check_workdir(workdir)
   manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
@@ -130,10 +140,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                config.model.backbone, count_params(state.params), start_step + 1,
                config.num_train_steps)
 
-  # Each restart reads a fresh random stream rather than replaying the one already seen.
-  data_seed = int(np.random.SeedSequence([config.seed, start_step]).generate_state(1)[0])
   train_iter = input_pipeline.as_numpy(
-      input_pipeline.create_train_dataset(config, info, builder, seed=data_seed))
+      input_pipeline.create_train_dataset(config, info, builder, start_step=start_step))
   evaluator = evaluate.Evaluator(config, info, builder, model, mesh)
 
   batch = sharding.shard_batch(next(train_iter), mesh)

@@ -97,7 +97,7 @@ def test_train_batches(shapes_dir):
   info = datasets.get('shapes')
   builder = datasets.prepare_builder(info, shapes_dir)
   batches = input_pipeline.as_numpy(
-      input_pipeline.create_train_dataset(config, info, builder, seed=0))
+      input_pipeline.create_train_dataset(config, info, builder))
   batch = next(batches)
   assert batch['image'].shape == (8, 33, 33, 3) and batch['image'].dtype == np.uint8
   assert batch['label'].shape == (8, 33, 33) and batch['label'].dtype == np.int32
@@ -112,12 +112,50 @@ def test_train_batches(shapes_dir):
   assert (batch['label'][flipped, :, 0] == 255).all()
   assert (batch['label'][~flipped, :, 32] == 255).all()
   again = next(input_pipeline.as_numpy(
-      input_pipeline.create_train_dataset(config, info, builder, seed=0)))
+      input_pipeline.create_train_dataset(config, info, builder)))
   np.testing.assert_array_equal(batch['image'], again['image'])  # Reproducible.
 
 
 def image_digest(image: np.ndarray) -> str:
   return hashlib.sha1(np.ascontiguousarray(image, np.uint8).tobytes()).hexdigest()
+
+
+def train_batches(config, builder, start_step, count, process_index=0, process_count=1):
+  ds = input_pipeline.create_train_dataset(config, datasets.get('shapes'), builder,
+                                           start_step=start_step, process_index=process_index,
+                                           process_count=process_count)
+  return list(ds.take(count).as_numpy_iterator())
+
+
+@pytest.mark.parametrize('process_index', [0, 1])
+def test_train_stream_resumed_at_a_step_is_the_same_stream(shapes_dir, process_index):
+  config = tiny_shapes_config(shapes_dir)
+  config.train_split, config.batch_size = 'train[:24]', 10  # Epochs of 12 per process.
+  config.min_scale, config.max_scale = 0.5, 1.5  # Every augmentation draws something.
+  builder = datasets.prepare_builder(datasets.get('shapes'), shapes_dir)
+  stream = train_batches(config, builder, 0, 5, process_index, 2)
+  for start_step in (1, 3):  # 5 examples into epoch 0; 3 into epoch 2.
+    for want, got in zip(stream[start_step:], train_batches(config, builder, start_step, 2,
+                                                          process_index, 2)):
+      for key in ('image', 'label', 'box'):
+        np.testing.assert_array_equal(got[key], want[key])
+  other = train_batches(config, builder, 0, 1, 1 - process_index, 2)[0]
+  assert not np.array_equal(other['image'], stream[0]['image'])  # Each process its own slice.
+
+
+def test_train_stream_reads_each_example_once_per_epoch_in_new_orders(shapes_dir):
+  config = tiny_shapes_config(shapes_dir)
+  config.train_split, config.batch_size = 'train[:20]', 4
+  config.crop_size, config.min_scale, config.max_scale, config.flip = (65, 65), 1.0, 1.0, False
+  builder = datasets.prepare_builder(datasets.get('shapes'), shapes_dir)
+  want = sorted(image_digest(example['image'][:64, :64]) for example in
+                tfds.as_numpy(builder.as_dataset('train[:20]')))
+  crops = np.concatenate([batch['image'] for batch in train_batches(config, builder, 0, 15)])
+  epochs = [[image_digest(crop[:64, :64]) for crop in crops[start:start + 20]]
+            for start in (0, 20, 40)]
+  for epoch in epochs:
+    assert sorted(epoch) == want
+  assert len({tuple(epoch) for epoch in epochs}) == 3
 
 
 @pytest.mark.parametrize('process_count', [1, 2, 3])

@@ -97,3 +97,4 @@ def test_stop_request_saves_and_stops(shapes_dir, tmp_path, monkeypatch):
   state = train.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 3
   assert os.listdir(tmp_path / 'checkpoints') == ['3']
+

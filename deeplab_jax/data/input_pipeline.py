@@ -48,23 +48,44 @@ def _name(example: dict, info: DatasetInfo) -> tf.Tensor:
 
 
 def create_train_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
-                         builder: tfds.core.DatasetBuilder, *, seed: int,
+                         builder: tfds.core.DatasetBuilder, *, start_step: int = 0,
                          process_index: int | None = None,
                          process_count: int | None = None) -> tf.data.Dataset:
-  """Endless, shuffled, augmented batches of this process's slice of `config.train_split`."""
+  """Endless, shuffled, augmented batches of this process's slice of `config.train_split`,
+  from the batch of step `start_step` + 1 on.
+
+  The stream is a function of (config.seed, process, step) alone, so a resumed run reads the
+  very batches an uninterrupted one would: epoch e reads the shards in an order drawn from
+  (seed, e) through a shuffle buffer seeded the same way, and the k-th example of the stream is
+  augmented from (seed, k). Resuming skips the serialized records of the partial epoch only.
+  """
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
   batch_size = local_batch_size(config.batch_size, process_count, 'batch_size')
   split = tfds.split_for_jax_process(config.train_split, process_index=process_index,
                                      process_count=process_count, drop_remainder=True)
-  seed = seed * 1_000 + process_index
-  ds = builder.as_dataset(split, shuffle_files=True, read_config=tfds.ReadConfig(
-      shuffle_seed=seed))
-  ds = ds.shuffle(config.shuffle_buffer_size, seed=seed).repeat()
+  check_record_format(builder)
+  shards = builder.info.splits[split].file_instructions
+  shard_table = ([shard.filename for shard in shards],
+                 tf.constant([shard.skip for shard in shards], tf.int64),
+                 tf.constant([shard.take for shard in shards], tf.int64))
+  epoch_size = sum(shard.take for shard in shards)
+  first_example = start_step * batch_size
+  process_seed = config.seed * 1_000 + process_index
   crop_size = tuple(config.crop_size)
 
-  def preprocess(example, example_seed):
-    image, label = _decode(example, info, config)
+  def epoch_records(epoch):
+    key = tf.stack([tf.constant(2 * process_seed + 1, tf.int64), epoch])
+    epoch_seed = tf.random.stateless_uniform([], key, minval=None, maxval=None, dtype=tf.int64)
+    files = tf.data.Dataset.from_tensor_slices(shard_table).shuffle(len(shards), seed=epoch_seed)
+    records = files.interleave(
+        lambda filename, skip, take: tf.data.TFRecordDataset(filename).skip(skip).take(take),
+        cycle_length=min(len(shards), 16), num_parallel_calls=tf.data.AUTOTUNE)
+    return records.shuffle(config.shuffle_buffer_size, seed=epoch_seed)
+
+  def preprocess(record, index):
+    image, label = _decode(builder.info.features.deserialize_example(record), info, config)
+    example_seed = tf.stack([tf.constant(2 * process_seed, tf.int64), index])
     scale_seed, crop_seed, flip_seed = tf.unstack(
         tf.random.experimental.stateless_split(example_seed, 3))
     image, label = preprocessing.random_scale(image, label, config.min_scale, config.max_scale,
@@ -75,9 +96,19 @@ def create_train_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
       image, label, box = preprocessing.random_flip(image, label, box, flip_seed)
     return {'image': image, 'label': label[..., 0], 'box': box}
 
-  seeds = tf.data.Dataset.random(seed=seed).batch(2)
-  ds = tf.data.Dataset.zip(ds, seeds).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+  endless = np.iinfo(np.int64).max
+  records = tf.data.Dataset.range(first_example // epoch_size, endless).flat_map(epoch_records)
+  records = records.skip(first_example % epoch_size)
+  indices = tf.data.Dataset.range(first_example, endless)
+  ds = tf.data.Dataset.zip(records, indices).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def check_record_format(builder: tfds.core.DatasetBuilder) -> None:
+  """The training stream reads TFRecord shards itself (to seed each epoch); others are refused."""
+  if builder.info.file_format != tfds.core.FileFormat.TFRECORD:
+    raise ValueError(f'{builder.data_dir} is stored as {builder.info.file_format.value}; training '
+                     'reads TFRecord datasets: prepare it again without a file_format')
 
 
 def num_eval_batches(num_examples: int, eval_batch_size: int, process_count: int) -> int:
