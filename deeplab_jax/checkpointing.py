@@ -6,13 +6,17 @@ stand-alone model variables that converted or pretrained weights are kept as.
 All Orbax calls live here, so a move to Orbax's v1 API touches this file only.
 """
 
+import contextlib
 import signal
 import threading
+import time
 from typing import Any
 
 from absl import logging
 from etils import epath
+from flax import traverse_util
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -47,6 +51,60 @@ def _checked_step(manager: ocp.CheckpointManager, step: int | None) -> int | Non
   return step
 
 
+class CheckpointError(RuntimeError):
+  """A checkpoint that cannot be read (damaged, or of another model) or written."""
+
+
+class CheckpointMismatch(CheckpointError):
+  """A checkpoint of another model: a parameter's path or shape differs."""
+
+
+def first_line(error: Exception) -> str:
+  """The first line of `error`'s message, or its type's name if it has none."""
+  return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _previous_step(manager: ocp.CheckpointManager, step: int) -> int | None:
+  return max((s for s in manager.all_steps() if s < step), default=None)
+
+
+@contextlib.contextmanager
+def _damage_named(manager: ocp.CheckpointManager, step: int, fallback_key: str):
+  """A failure to read checkpoint `step` as a CheckpointError naming it, with the way back to
+  the previous one (`fallback_key`: the config key that picks a step)."""
+  try:
+    yield
+  except CheckpointError:
+    raise
+  except Exception as error:  # Orbax and TensorStore raise many kinds on damaged files.
+    previous = _previous_step(manager, step)
+    fallback = (f'use the previous checkpoint, step {previous}, with '
+                f'--config.{fallback_key}={previous}' if previous is not None else
+                'it is the only one: delete it, or use another --workdir, to start over')
+    raise CheckpointError(f'Checkpoint step {step} in {manager.directory} is damaged: '
+                          f'{first_line(error)}. To go on, {fallback}.') from error
+
+
+def check_same_params(manager: ocp.CheckpointManager, step: int, params: Any,
+                      fallback_key: str) -> None:
+  """Raises CheckpointError naming the first parameter whose path or shape differs between
+  checkpoint `step` and `params` (arrays or ShapeDtypeStructs): another model's checkpoint."""
+  path = manager.directory / str(step) / 'default'
+  with _damage_named(manager, step, fallback_key):
+    metadata = ocp.StandardCheckpointer().metadata(path).item_metadata
+    if metadata is None:
+      raise FileNotFoundError(f'{path / "_METADATA"} is missing or unreadable')
+    saved = traverse_util.flatten_dict(metadata.tree['params'], sep='/')
+  wanted = traverse_util.flatten_dict(params, sep='/')
+  for name in sorted(saved.keys() | wanted.keys()):
+    saved_shape, wanted_shape = (tuple(tree[name].shape) if name in tree else 'absent'
+                                 for tree in (saved, wanted))
+    if saved_shape != wanted_shape:
+      raise CheckpointMismatch(f'Checkpoint step {step} in {manager.directory} holds another '
+                               f'model: params/{name} is {saved_shape} there and {wanted_shape} '
+                               'in this config')
+
+
 def restore_latest(manager: ocp.CheckpointManager, state: Any,
                    step: int | None = None) -> tuple[Any, int]:
   """(restored state, its step) from checkpoint `step` (default: the latest), or (state, 0)
@@ -60,7 +118,25 @@ def restore_latest(manager: ocp.CheckpointManager, state: Any,
     return state, 0
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   logging.info('Restoring checkpoint of step %d from %s', step, manager.directory)
-  return manager.restore(step, args=ocp.args.StandardRestore(target)), step
+  with _damage_named(manager, step, 'resume_step'):
+    return manager.restore(step, args=ocp.args.StandardRestore(target)), step
+
+
+def set_aside_after(manager: ocp.CheckpointManager, step: int) -> None:
+  """Moves the checkpoints after `step` to <workdir>/checkpoints_set_aside/, so that training
+  resumed from `step` writes its own; nothing is deleted."""
+  newer = sorted(s for s in manager.all_steps() if s > step)
+  if not newer:
+    return
+  aside = manager.directory.parent / 'checkpoints_set_aside'
+  if jax.process_index() == 0:
+    aside.mkdir(exist_ok=True)
+    for newer_step in newer:
+      (manager.directory / str(newer_step)).rename(aside / f'{newer_step}-{time.time_ns()}')
+    logging.warning('Resuming from step %d: moved the checkpoints of steps %s to %s.', step,
+                    newer, aside)
+  multihost_utils.sync_global_devices('checkpoints set aside')
+  manager.reload()
 
 
 def restore_variables(workdir: str, variables: Any, step: int | None = None) -> tuple[Any, int]:
@@ -77,10 +153,13 @@ def restore_variables(workdir: str, variables: Any, step: int | None = None) -> 
     if step is None:
       raise ValueError(f'{workdir} holds no checkpoint')
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, variables)
+    if target is not None:  # None restores whatever the checkpoint holds.
+      check_same_params(manager, step, target['params'], 'eval.checkpoint_step')
     logging.info('Restoring the model variables of step %d from %s', step, manager.directory)
-    restored = manager.restore(step, args=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True))
+    with _damage_named(manager, step, 'eval.checkpoint_step'):
+      restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True))
   finally:
     manager.close()
   return restored, step
@@ -97,9 +176,29 @@ def restore_model(config: ml_collections.ConfigDict, workdir: str,
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-  """Starts an asynchronous save of `state` at `step` (a no-op if that step is saved)."""
+  """Starts an asynchronous save of `state` at `step` (a no-op if that step is saved); raises
+  CheckpointError if this or the previous save failed."""
   if step not in manager.all_steps():
-    manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    with _failed_saves_named(manager):
+      manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+
+def wait_until_saved(manager: ocp.CheckpointManager) -> None:
+  """Waits for the save under way; raises CheckpointError if it failed."""
+  with _failed_saves_named(manager):
+    manager.wait_until_finished()
+
+
+@contextlib.contextmanager
+def _failed_saves_named(manager: ocp.CheckpointManager):
+  """A failed (asynchronous) save as a CheckpointError naming the checkpoints left intact."""
+  try:
+    yield
+  except Exception as error:  # The writer's own error (e.g. OSError: no space left on device).
+    raise CheckpointError(
+        f'Saving a checkpoint in {manager.directory} failed: {first_line(error)}. The complete '
+        f'checkpoints, steps {sorted(manager.all_steps())}, are untouched; free space (or fix '
+        'the error) and run again to resume from the newest.') from error
 
 
 class StopRequest:

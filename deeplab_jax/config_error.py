@@ -30,16 +30,17 @@ def check_splits(key: str, value: int, parts: int, what: str) -> None:
                       parts * max(1, round(value / parts)))
 
 
-def one_line_config_errors(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
-  """A command line tool's `main` that reports a ConfigError as one line on stderr and exits
-  with status 2 (usage's), instead of a traceback."""
+def one_line_errors(main: Callable[[list[str]], Any],
+                    *errors: type[Exception]) -> Callable[[list[str]], Any]:
+  """A command line tool's `main` that reports a ConfigError (exit status 2, usage's) and each
+  of `errors` (exit status 1) as one line on stderr, instead of a traceback."""
 
   @functools.wraps(main)
   def checked_main(argv: list[str]) -> Any:
     try:
       return main(argv)
-    except ConfigError as error:
+    except (ConfigError, *errors) as error:
       print(f'deeplab_jax: {error}', file=sys.stderr)
-      sys.exit(2)
+      sys.exit(2 if isinstance(error, ConfigError) else 1)
 
   return checked_main

@@ -106,4 +106,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.checkpoint_every_steps = 1_000
   config.max_checkpoints_to_keep = 3
+  # Resume from this checkpoint step instead of the newest (e.g. when the newest is damaged);
+  # the newer ones are moved to <workdir>/checkpoints_set_aside/.
+  config.resume_step = ml_collections.config_dict.placeholder(int)
   return config

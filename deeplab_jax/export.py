@@ -28,7 +28,7 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from deeplab_jax import checkpointing
-from deeplab_jax.config_error import one_line_config_errors
+from deeplab_jax.config_error import one_line_errors
 from deeplab_jax import inference
 from deeplab_jax import runtime
 from deeplab_jax import sharding
@@ -118,4 +118,4 @@ def define_flags() -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(one_line_config_errors(main))
+  app.run(one_line_errors(main, checkpointing.CheckpointError))

@@ -13,12 +13,13 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from deeplab_jax import checkpointing
 from deeplab_jax import evaluate
 from deeplab_jax import experiment
 from deeplab_jax import runtime
 from deeplab_jax import train
 from deeplab_jax import workdir_lock
-from deeplab_jax.config_error import one_line_config_errors
+from deeplab_jax.config_error import one_line_errors
 from deeplab_jax.data import datasets
 
 FLAGS = flags.FLAGS
@@ -50,19 +51,16 @@ def main(argv):
                        coordinator_address=FLAGS.coordinator_address,
                        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
                        heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
-  try:
-    if FLAGS.mode == 'train':
-      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    elif FLAGS.mode == 'eval':
-      evaluate.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
-    else:
-      info, builder = experiment.prepare_dataset(FLAGS.config)
-      print(f'Dataset {info.name!r} is ready in {builder.data_dir}: '
-            f'{dict(builder.info.splits)}')
-  except (datasets.DatasetUnavailableError, datasets.DataError, train.TrainingDiverged,
-          workdir_lock.WorkdirInUse) as error:
-    raise SystemExit(f'deeplab_jax: {error}') from None
+  if FLAGS.mode == 'train':
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  elif FLAGS.mode == 'eval':
+    evaluate.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
+  else:
+    info, builder = experiment.prepare_dataset(FLAGS.config)
+    print(f'Dataset {info.name!r} is ready in {builder.data_dir}: {dict(builder.info.splits)}')
 
 
 if __name__ == '__main__':
-  app.run(one_line_config_errors(main))
+  app.run(one_line_errors(main, datasets.DatasetUnavailableError, datasets.DataError,
+                          train.TrainingDiverged, workdir_lock.WorkdirInUse,
+                          checkpointing.CheckpointError))

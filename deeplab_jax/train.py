@@ -46,7 +46,7 @@ def diverged(metrics: list[dict[str, np.ndarray]], first_step: int, bad_step: in
   """The error for non-finite `bad_step` among `metrics` (of steps first_step, ...): its values
   and the last good checkpoint."""
   values = metrics[bad_step - first_step]
-  manager.wait_until_finished()
+  checkpointing.wait_until_saved(manager)
   last = manager.latest_step()
   restart = (f'the last good checkpoint is step {last} in {manager.directory}; nothing after '
              f'step {bad_step - 1} was saved' if last is not None else 'no checkpoint was saved')
@@ -73,18 +73,28 @@ RESUME_FIXED_KEYS = ('model.', 'dataset', 'folder.', 'train_split', 'crop_size',
                      'max_scale', 'flip', 'batch_size', 'ignore_label', 'seed')
 
 
-def check_resumed_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Raises a ConfigError if `config` differs from the one `workdir`'s checkpoints were trained
-  with (its config.json) in a key that changes the model or the data; logs the other changes."""
+def check_resumed(config: ml_collections.ConfigDict, workdir: str, manager, step: int,
+                  params) -> None:
+  """Fails before training if checkpoint `step` holds another model than `config`'s (abstract
+  `params`), or if `config` differs from the workdir's config.json in a key that changes the
+  model or the data; logs the changes that are safe."""
   path = tf.io.gfile.join(workdir, 'config.json')
-  if not tf.io.gfile.exists(path):
-    return
-  with tf.io.gfile.GFile(path) as file:
-    saved = traverse_util.flatten_dict(json.load(file), sep='.')
+  saved = {}
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as file:
+      saved = traverse_util.flatten_dict(json.load(file), sep='.')
   current = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
   changed = sorted(key for key in saved.keys() | current.keys()
-                   if saved.get(key) != current.get(key))
+                   if saved and saved.get(key) != current.get(key))
   fixed = [key for key in changed if key.startswith(RESUME_FIXED_KEYS)]
+  try:
+    checkpointing.check_same_params(manager, step, params, 'resume_step')
+  except checkpointing.CheckpointMismatch as error:
+    differ = ('the config keys that differ from its config.json: ' + ', '.join(
+        f'{key} ({saved.get(key)!r} -> {current.get(key)!r})' for key in fixed)
+              if saved else f'{path} is missing, to say which config keys differ')
+    raise checkpointing.CheckpointError(f'{error}; {differ}. Use another --workdir, or the '
+                                        'config it was trained with.') from None
   if fixed:
     raise ConfigError(fixed[0], current.get(fixed[0]),
                       f'the checkpoints in {workdir} were trained with {saved.get(fixed[0])!r} '
@@ -119,15 +129,21 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
   info, builder, mesh = experiment.prepare(config)
   experiment.check_workdir(workdir)
   manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
-  if manager.latest_step() is not None:
-    check_resumed_config(config, workdir)
+  model = create_model(config.model)
+  abstract_state = abstract_train_state(config, model, mesh)
+  if config.resume_step is not None and config.resume_step not in manager.all_steps():
+    raise ConfigError('resume_step', config.resume_step, f'{manager.directory} holds no '
+                      f'checkpoint of that step, only of {sorted(manager.all_steps())}',
+                      manager.latest_step())
+  resume_step = config.resume_step or manager.latest_step()
+  if resume_step is not None:
+    check_resumed(config, workdir, manager, resume_step, abstract_state.params)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
     write_config(config, workdir)
 
-  model = create_model(config.model)
-  state, start_step = checkpointing.restore_latest(
-      manager, abstract_train_state(config, model, mesh))
+  state, start_step = checkpointing.restore_latest(manager, abstract_state, resume_step)
+  checkpointing.set_aside_after(manager, start_step)
   if start_step == 0:
     state = create_train_state(config, model, mesh, config.seed)
     if config.init_from:
@@ -190,6 +206,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
         break
   finally:
     stop_request.restore_handlers()
-    manager.wait_until_finished()
+    checkpointing.wait_until_saved(manager)
     writer.flush()
   return state

@@ -2,6 +2,8 @@
 the current mesh, with errors that name the workdir or the step."""
 
 import os
+import resource
+import signal
 
 import jax
 import numpy as np
@@ -47,3 +49,27 @@ def test_a_workdir_without_checkpoints_is_named_and_left_alone(tmp_path):
   with pytest.raises(ValueError, match=f'{workdir} holds no checkpoint'):
     checkpointing.restore_model(config, str(workdir), sharding.create_mesh())
   assert not os.path.exists(workdir)
+
+
+def test_a_save_that_cannot_write_fails_by_name_and_leaves_the_others_intact(tmp_path):
+  manager = checkpointing.create_manager(str(tmp_path), 3)
+  state = {'w': np.arange(300_000, dtype=np.float32), 'b': np.ones(3, np.float32)}
+  checkpointing.save(manager, 1, state)
+  checkpointing.wait_until_saved(manager)
+  # A disk that fills up: writes past 100 kB fail (EFBIG), as they would with ENOSPC.
+  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+  handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+  try:
+    with pytest.raises(checkpointing.CheckpointError,
+                       match=r'Saving a checkpoint in .* failed: .*File too large.* The complete '
+                       r'checkpoints, steps \[1\], are untouched'):
+      checkpointing.save(manager, 2, {'w': state['w'] * 2, 'b': state['b']})
+      checkpointing.wait_until_saved(manager)
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    signal.signal(signal.SIGXFSZ, handler)
+  assert manager.all_steps() == [1]
+  restored, step = checkpointing.restore_latest(manager, state)
+  assert step == 1
+  jax.tree.map(np.testing.assert_array_equal, restored, state)

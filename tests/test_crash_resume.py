@@ -17,8 +17,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_killed_and_stopped_runs_resume_exactly(shapes_dir, tmp_path):
   report = tmp_path / 'records.json'
   subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'benchmarks', 'crash_resume.py'),
-                  '--kills=3', '--moments=save,sigterm,step', '--steps=12',
-                  '--checkpoint_every=4', f'--workdir={tmp_path}', f'--data_dir={shapes_dir}',
+                  '--kills=3', '--moments=save,sigterm,step', '--steps=10',
+                  '--checkpoint_every=3', f'--workdir={tmp_path}', f'--data_dir={shapes_dir}',
                   f'--json={report}'],
                  check=False, capture_output=True)
   records = json.loads(report.read_text())['records']
@@ -29,11 +29,11 @@ def test_killed_and_stopped_runs_resume_exactly(shapes_dir, tmp_path):
   assert step_kill['signal'] == 'SIGKILL' and step_kill['returncode'] == -9
   for before, after in zip(records, records[1:]):
     assert after['restored'] == (before['complete'] or [0])[-1]
-  assert last['returncode'] == 0 and last['complete'][-1] == 12
+  assert last['returncode'] == 0 and last['complete'][-1] == 10
 
   def final_state(name):
     arrays = checkpointing.load_arrays(checkpointing.checkpoint_dir(str(tmp_path / name)) /
-                                       '12' / 'default')
+                                       '10' / 'default')
     return {key: arrays[key] for key in ('params', 'batch_stats', 'opt_state')}
 
   jax.tree.map(np.testing.assert_array_equal, final_state('killed'), final_state('reference'))

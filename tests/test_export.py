@@ -60,7 +60,8 @@ def test_savedmodel_matches_the_model(savedmodel):
   config, model, variables, serving = savedmodel
   serve = jax.jit(export.make_serving_fn(config, model, variables))
   rng = np.random.default_rng(0)
-  for height, width in ((40, 50), (65, 65), (9, 64)):  # These fit in eval_crop_size (65, 65).
+  # These fit in eval_crop_size (65, 65); 1 x 1 too, padded like the others.
+  for height, width in ((40, 50), (65, 65), (9, 64), (1, 1)):
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     outputs = serving(image=tf.constant(image))
     labels, probabilities = serve(padded_pixels(image, config), np.array([[height, width]]))
@@ -78,8 +79,10 @@ def test_savedmodel_resizes_larger_images_to_fit(savedmodel):
 
   serve = jax.jit(export.make_serving_fn(config, model, variables))
   rng = np.random.default_rng(2)
-  # eval_crop_size is (65, 65): 100x130 halves to 50x65; 200x47 scales by 0.325 to 65x15.
-  for (height, width), fitted in (((100, 130), (50, 65)), ((200, 47), (65, 15))):
+  # eval_crop_size is (65, 65): 100x130 halves to 50x65; 200x47 scales by 0.325 to 65x15;
+  # 7x300 by 13/60 to 2x65.
+  for (height, width), fitted in (((100, 130), (50, 65)), ((200, 47), (65, 15)),
+                                  ((7, 300), (2, 65))):
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     outputs = serving(image=tf.constant(image))
 
@@ -114,3 +117,12 @@ def test_stablehlo_export_matches_the_model(tiny_checkpoint, shapes_dir, tmp_pat
   labels, probabilities = exported.call(pixels, sizes)
   np.testing.assert_allclose(probabilities, want_probabilities, atol=1e-5)
   np.testing.assert_array_equal(labels, want_labels)
+
+
+def test_savedmodel_serves_a_6000x4000_photo(savedmodel):
+  """A phone photo's size takes the resize path too (a second or two on a CPU)."""
+  serving = savedmodel[3]
+  small = np.random.default_rng(4).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+  outputs = serving(image=tf.constant(np.repeat(np.repeat(small, 100, 0), 100, 1)))
+  assert outputs['labels'].shape == (4000, 6000)
+  assert outputs['probabilities'].shape == (4000, 6000, 4)

@@ -17,7 +17,7 @@ from deeplab_jax.data import datasets
 
 
 def test_padded_sizes():
-  assert [predict.padded_size(n) for n in (1, 33, 34, 64, 65, 66)] == [1, 33, 65, 65, 65, 97]
+  assert [predict.padded_size(n) for n in (1, 33, 34, 64, 65, 66)] == [33, 33, 65, 65, 65, 97]
 
 
 def test_input_files(tmp_path):

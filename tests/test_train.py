@@ -12,6 +12,7 @@ import tensorflow as tf
 from conftest import tiny_shapes_config
 from deeplab_jax import checkpointing
 from deeplab_jax import train
+from deeplab_jax import workdir_lock
 from deeplab_jax.config_error import ConfigError
 
 
@@ -64,12 +65,21 @@ def test_train_evaluate_then_resume(shapes_dir, tmp_path, monkeypatch):
     restored.append(jax.device_get(result))
     return result
 
-  # Another model in the same workdir fails before anything is built, naming what differs.
+  # Another model in the same workdir fails before training, naming the first parameter whose
+  # shape differs and the config keys that differ.
   other = tiny_shapes_config(shapes_dir)
   other.model.width, other.batch_size = 0.25, 16
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r'Checkpoint step 4 in .* holds another model: params/aspp/atrous1/'
+                     r'conv/kernel is \(3, 3, 64, 16\) there and \(3, 3, 128, 16\) in this '
+                     r'config; the config keys that differ from its config\.json: batch_size '
+                     r'\(8 -> 16\), model\.width \(0\.125 -> 0\.25\)'):
+    train.train_and_evaluate(other, workdir)
+  # The same model on other data: the config keys alone tell.
+  other = tiny_shapes_config(shapes_dir)
+  other.batch_size = 16
   with pytest.raises(ConfigError, match=r'config.batch_size=16: the checkpoints in .* were '
-                     r'trained with 8 .* these do: batch_size, model.width\. .*'
-                     r'e.g. --config.batch_size=8'):
+                     r'trained with 8 .* these do: batch_size\. .*e.g. --config.batch_size=8'):
     train.train_and_evaluate(other, workdir)
 
   monkeypatch.setattr(checkpointing, 'restore_latest', remember_restored)
@@ -98,3 +108,52 @@ def test_stop_request_saves_and_stops(shapes_dir, tmp_path, monkeypatch):
   assert int(state.step) == 3
   assert os.listdir(tmp_path / 'checkpoints') == ['3']
 
+
+
+def largest_file(directory) -> str:
+  files = [os.path.join(root, name) for root, _, names in os.walk(directory) for name in names]
+  return max(files, key=os.path.getsize)
+
+
+def test_a_damaged_checkpoint_is_named_and_the_previous_one_resumes(shapes_dir, tmp_path):
+  config = tiny_shapes_config(shapes_dir)
+  config.eval_every_steps = 100
+  workdir = str(tmp_path)
+  train.train_and_evaluate(config, workdir)
+  config.num_train_steps = 6
+  damaged = (r'Checkpoint step 4 in .* is damaged: .*To go on, use the previous checkpoint, '
+             r'step 2, with --config.resume_step=2\.$')
+  with open(largest_file(tmp_path / 'checkpoints' / '4'), 'r+b') as file:
+    file.truncate(100)  # A write cut short.
+  with pytest.raises(checkpointing.CheckpointError, match=damaged):
+    train.train_and_evaluate(config, workdir)
+  os.remove(tmp_path / 'checkpoints' / '4' / 'default' / '_METADATA')  # A file lost.
+  with pytest.raises(checkpointing.CheckpointError, match=damaged):
+    train.train_and_evaluate(config, workdir)
+
+  config.resume_step = 3
+  with pytest.raises(ConfigError, match=r'config.resume_step=3: .* holds no checkpoint of that '
+                     r'step, only of \[2, 4\]; e.g. --config.resume_step=4'):
+    train.train_and_evaluate(config, workdir)
+
+  config.resume_step = 2
+  assert int(train.train_and_evaluate(config, workdir).step) == 6
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4', '6']  # 4 written again.
+  [aside] = os.listdir(tmp_path / 'checkpoints_set_aside')
+  assert aside.startswith('4-')
+
+  # Another model's checkpoint, and no config.json to compare with.
+  os.remove(tmp_path / 'config.json')
+  config.model.aspp_features = 24
+  with pytest.raises(checkpointing.CheckpointMismatch,
+                     match=r'Checkpoint step 6 in .* holds another model: params/aspp/atrous1/bn/'
+                     r'bias is \(16,\) there and \(24,\) in this config; .*config\.json is '
+                     r'missing'):
+    train.train_and_evaluate(config, workdir)
+
+
+def test_a_second_job_on_a_live_jobs_workdir_refuses(shapes_dir, tmp_path):
+  with workdir_lock.WorkdirLock(str(tmp_path)):  # This process stands for the live job.
+    with pytest.raises(workdir_lock.WorkdirInUse, match=rf'{tmp_path} is in use by another '
+                       rf'training job: pid {os.getpid()} '):
+      train.train_and_evaluate(tiny_shapes_config(shapes_dir), str(tmp_path))

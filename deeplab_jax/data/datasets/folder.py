@@ -9,6 +9,10 @@ With the first layout and no splits/ folder, everything is the split 'train'. La
 single-channel PNGs of class ids, or palette PNGs whose palette indices are the class ids; one
 value (`ignore_value`) may mark unlabelled pixels. Every file is checked while the dataset is
 built, and a bad one is an error naming it: nothing is skipped silently.
+
+Images are read as stored, whatever their EXIF orientation, because their labels were drawn on the
+stored pixels; an orientation other than 1 is logged as a warning naming the file. Any PIL mode
+becomes RGB as `rgb_pixels` says, as `predict` does.
 """
 
 import dataclasses
@@ -16,6 +20,7 @@ import hashlib
 import os
 import re
 
+from absl import logging
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
@@ -24,6 +29,7 @@ from deeplab_jax.data.datasets.errors import DataError, check_label_values
 from deeplab_jax.data.datasets.features import segmentation_info
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')  # What PIL reads.
+EXIF_ORIENTATION = 0x0112  # 1 is upright; 2 to 8 are the turns and mirrors a viewer applies.
 
 
 def _files_by_stem(directory: str, suffixes: tuple[str, ...]) -> dict[str, str]:
@@ -83,14 +89,43 @@ def _open(path: str) -> Image.Image:
     image = Image.open(path)
     image.load()  # Decodes it all: a truncated file fails here.
     return image
-  except OSError as error:
+  except (OSError, Image.DecompressionBombError) as error:
     raise DataError(f'{path}: unreadable image ({error})') from None
+
+
+def rgb_pixels(image: Image.Image) -> np.ndarray:
+  """uint8 [H, W, 3] RGB of a decoded image of any mode, as stored (its EXIF orientation unread).
+
+  16-bit greyscale ('I;16', 'I') is scaled from 0..65535 to 0..255, not clipped; transparency
+  (RGBA, LA, PA, a palette's or a tRNS transparent colour) is composited over white, as a viewer
+  on a white page shows it, so hidden colours under alpha 0 never reach the model. CMYK, palette,
+  greyscale and the other modes go through PIL's conversion.
+  """
+  if image.mode.startswith('I'):
+    grey = np.clip((np.asarray(image, np.int64) * 255 + 32767) // 65535, 0, 255)
+    return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
+  if image.has_transparency_data:
+    rgba = np.asarray(image.convert('RGBA'), np.uint32)
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+  return np.asarray(image.convert('RGB'))
+
+
+def _warn_if_turned(image: Image.Image, path: str) -> None:
+  """Logs a warning naming `path` when viewers show `image` turned or mirrored (EXIF)."""
+  orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+  if orientation != 1:
+    logging.warning('%s: EXIF orientation %s ignored: its pixels are read as stored, which its '
+                    'label must match, though viewers show it turned or mirrored', path,
+                    orientation)
 
 
 def read_example(image_path: str, label_path: str, num_classes: int,
                  ignore_value: int) -> tuple[np.ndarray, np.ndarray]:
   """(uint8 RGB image, uint8 [H, W, 1] label), checked; an error names the file at fault."""
-  image = np.asarray(_open(image_path).convert('RGB'))
+  image_file = _open(image_path)
+  _warn_if_turned(image_file, image_path)
+  image = rgb_pixels(image_file)
   label_image = _open(label_path)
   if label_image.mode not in ('L', 'P'):
     raise DataError(f'{label_path}: labels must be single-channel or palette PNGs of class '
