@@ -144,7 +144,7 @@ def test_a_damaged_checkpoint_is_named_and_the_previous_one_resumes(shapes_dir, 
 
   # Another model's checkpoint, and no config.json to compare with.
   os.remove(tmp_path / 'config.json')
-  config.model.aspp_features = 24
+  config.resume_step, config.model.aspp_features = None, 24
   with pytest.raises(checkpointing.CheckpointMismatch,
                      match=r'Checkpoint step 6 in .* holds another model: params/aspp/atrous1/bn/'
                      r'bias is \(16,\) there and \(24,\) in this config; .*config\.json is '
