@@ -76,6 +76,18 @@ def checkpoints(workdir: str) -> tuple[list[int], list[str]]:
       name for name in names if TMP_MARK in name)
 
 
+def saves_under_way(workdir: str) -> set[tuple[str, int]]:
+  """(name, inode) of each partial checkpoint: a save that starts again where a killed one
+  left its folder makes a new folder of the same name."""
+  under_way = set()
+  for name in checkpoints(workdir)[1]:
+    try:
+      under_way.add((name, os.stat(os.path.join(workdir, 'checkpoints', name)).st_ino))
+    except FileNotFoundError:  # Renamed (complete) or removed meanwhile.
+      pass
+  return under_way
+
+
 def steps_logged(log: str) -> list[int]:
   return [int(step) for step in STEP_LOG.findall(log)]
 
@@ -87,15 +99,16 @@ def run_life(workdir: str, log_path: str, moment: str | None, rng: random.Random
   with open(log_path, 'w') as log_file:
     process = subprocess.Popen(command(workdir), stdout=log_file, stderr=subprocess.STDOUT)
   record = {'moment': moment, 'signal': None}
+  left_by_earlier_runs = saves_under_way(workdir)
   while process.poll() is None:
     time.sleep(0.002)
     if moment is None or record['signal']:
       continue
     if moment == 'save':
-      partial = checkpoints(workdir)[1]
+      partial = saves_under_way(workdir) - left_by_earlier_runs
       if partial:
         process.send_signal(signal.SIGKILL)
-        record.update(signal='SIGKILL', partial_seen=partial)
+        record.update(signal='SIGKILL', partial_seen=sorted(name for name, _ in partial))
     elif max(steps_logged(epath.Path(log_path).read_text()), default=0) >= target:
       if moment == 'step':
         time.sleep(rng.uniform(0, 0.1))
@@ -152,7 +165,7 @@ def main(argv):
 
   final_step, final = final_arrays(killed)
   _, want = final_arrays(reference)
-  kills = records[:-1]
+  kills = [record for record in records[:-1] if record['signal']]  # Early ends are no kills.
   checks = {
       'every rerun resumed from the newest complete checkpoint':
           all(r['restored'] == r['expected'] for r in records),
@@ -165,8 +178,8 @@ def main(argv):
           {k: want[k] for k in ('params', 'batch_stats', 'opt_state')}),
   }
   print(f'\n{len(kills)} interruptions ({sum(r["signal"] == "SIGKILL" for r in kills)} SIGKILL, '
-        f'{sum(bool(r.get("partial_seen")) for r in kills)} inside a save), {len(kills)} '
-        f'resumes, max steps lost {max((r["lost"] for r in records), default=0)} (checkpoint '
+        f'{sum(bool(r.get("partial_seen")) for r in kills)} inside a save), {len(records) - 1} '
+        f'reruns, max steps lost {max((r["lost"] for r in records), default=0)} (checkpoint '
         f'interval {FLAGS.checkpoint_every}), {time.perf_counter() - start:.0f} s in all')
   for check, passed in checks.items():
     print(f'  {"ok  " if passed else "FAIL"} {check}')
