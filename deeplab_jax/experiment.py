@@ -1,11 +1,14 @@
 """What training and evaluation start from: the config checked against its dataset, the dataset
 prepared (by one process), and the device mesh."""
 
+import io
+
 from absl import logging
 from etils import epath
 import jax
 from jax.experimental import multihost_utils
 import ml_collections
+from PIL import Image
 import tensorflow_datasets as tfds
 
 from deeplab_jax import models
@@ -38,6 +41,38 @@ def check_num_classes(config: ml_collections.ConfigDict, info: datasets.DatasetI
   if config.model.num_classes != info.num_classes:
     raise ConfigError('model.num_classes', config.model.num_classes,
                       f'dataset {info.name!r} has {info.num_classes} classes', info.num_classes)
+
+
+def largest_image(info: datasets.DatasetInfo, builder: tfds.core.DatasetBuilder,
+                  split: str) -> tuple[int, int, str]:
+  """(height, width, name) of the tallest and of the widest image of `split`: from the features'
+  fixed shape, else from each file's header (nothing is decoded)."""
+  height, width = builder.info.features[info.image_key].shape[:2]
+  if height is not None and width is not None:
+    return height, width, f'every {info.name} image'
+  height, width, name = 0, 0, 'no image'
+  examples = builder.as_dataset(split, decoders={info.image_key: tfds.decode.SkipDecoding()})
+  for example in tfds.as_numpy(examples):
+    with Image.open(io.BytesIO(example[info.image_key])) as image:
+      image_width, image_height = image.size
+    if image_height > height or image_width > width:
+      name = example.get(info.name_key, b'an image').decode()
+      height, width = max(height, image_height), max(width, image_width)
+  return height, width, name
+
+
+def check_eval_crop(config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
+                    builder: tfds.core.DatasetBuilder) -> None:
+  """Raises a ConfigError unless config.eval_crop_size holds every image of config.eval_split."""
+  height, width, name = largest_image(info, builder, config.eval_split)
+  crop_height, crop_width = config.eval_crop_size
+  if height > crop_height or width > crop_width:
+    stride = config.model.output_stride
+    fits = tuple(-(-max(size, crop) // stride) * stride + 1 if size > crop else crop
+                 for size, crop in ((height, crop_height), (width, crop_width)))
+    raise ConfigError('eval_crop_size', tuple(config.eval_crop_size),
+                      f'{config.eval_split} of {info.name!r} holds images up to {height}x'
+                      f'{width} ({name}), and evaluation pads each to the crop', fits)
 
 
 def check_workdir(workdir: str) -> None:
@@ -76,4 +111,5 @@ def prepare(config: ml_collections.ConfigDict) -> tuple[datasets.DatasetInfo,
   multihost_utils.sync_global_devices('dataset prepared')
   if jax.process_index() > 0:
     _, builder = prepare_dataset(config)
+  check_eval_crop(config, info, builder)
   return info, builder, mesh

@@ -38,13 +38,17 @@ MISTAKES = [
      'output_stride + 1 = 17', "--config.crop_size='(65, 65)'"),
     ({'eval_crop_size': (33,)}, 'config.eval_crop_size=(33,): takes (height, width)',
      "--config.eval_crop_size='(65, 65)'"),
+    ({'eval_crop_size': (33, 65)}, "config.eval_crop_size=(33, 65): validation[:20] of 'shapes' "
+     'holds images up to 64x64 (every shapes image)', "--config.eval_crop_size='(65, 65)'"),
 ]
 
 
 def check(config):
-  """What `experiment.prepare` checks before and after it looks the dataset up."""
+  """What `experiment.prepare` checks before and after it looks the dataset up and prepares it."""
   experiment.check_config(config)
-  experiment.check_num_classes(config, datasets.get(config.dataset, config.folder))
+  info = datasets.get(config.dataset, config.folder)
+  experiment.check_num_classes(config, info)
+  experiment.check_eval_crop(config, info, datasets.prepare_builder(info, config.data_dir))
 
 
 @pytest.mark.parametrize('overrides,error,suggestion', MISTAKES)

@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 
 from conftest import load_config
 from deeplab_jax import experiment
+from deeplab_jax.config_error import ConfigError
 from deeplab_jax.data import datasets
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.data.datasets import folder
@@ -210,3 +211,20 @@ def test_exif_orientation_is_warned_about_and_the_pixels_read_as_stored(tmp_path
     read = read_split(folder_config(root, tmp_path / 'tfds'), 'train')
   np.testing.assert_array_equal(read['train/images/turned.jpg'][0], stored)
   assert f'{path}: EXIF orientation 6 ignored' in caplog.text
+
+
+def test_an_eval_crop_smaller_than_a_validation_image_is_named_before_training(tmp_path):
+  root = tmp_path / 'data'
+  write_pair(root / 'train', 'a', (12, 17), 0)
+  write_pair(root / 'val', 'tall', (40, 10), 1)
+  write_pair(root / 'val', 'wide', (12, 50), 2, suffix='.jpg')
+  config = folder_config(root, tmp_path / 'tfds')
+  config.eval_split, config.eval_crop_size, config.model.output_stride = 'val', (33, 33), 16
+  info = datasets.get('folder', config.folder)
+  builder = datasets.prepare_builder(info, config.data_dir)
+  with pytest.raises(ConfigError, match=r"^config.eval_crop_size=\(33, 33\): val of .* holds "
+                     r"images up to 40x50 \(val/images/(tall.png|wide.jpg)\), and evaluation "
+                     r"pads each to the crop; e.g. --config.eval_crop_size='\(49, 65\)'$"):
+    experiment.check_eval_crop(config, info, builder)
+  config.eval_crop_size = (49, 65)
+  experiment.check_eval_crop(config, info, builder)
