@@ -93,8 +93,8 @@ def check_resumed(config: ml_collections.ConfigDict, workdir: str, manager, step
     differ = ('the config keys that differ from its config.json: ' + ', '.join(
         f'{key} ({saved.get(key)!r} -> {current.get(key)!r})' for key in fixed)
               if saved else f'{path} is missing, to say which config keys differ')
-    raise checkpointing.CheckpointError(f'{error}; {differ}. Use another --workdir, or the '
-                                        'config it was trained with.') from None
+    raise checkpointing.CheckpointMismatch(f'{error}; {differ}. Use another --workdir, or the '
+                                           'config it was trained with.') from None
   if fixed:
     raise ConfigError(fixed[0], current.get(fixed[0]),
                       f'the checkpoints in {workdir} were trained with {saved.get(fixed[0])!r} '
