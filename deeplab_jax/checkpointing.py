@@ -91,10 +91,7 @@ def check_same_params(manager: ocp.CheckpointManager, step: int, params: Any,
   checkpoint `step` and `params` (arrays or ShapeDtypeStructs): another model's checkpoint."""
   path = manager.directory / str(step) / 'default'
   with _damage_named(manager, step, fallback_key):
-    metadata = ocp.StandardCheckpointer().metadata(path).item_metadata
-    if metadata is None:
-      raise FileNotFoundError(f'{path / "_METADATA"} is missing or unreadable')
-    saved = traverse_util.flatten_dict(metadata.tree['params'], sep='/')
+    saved = traverse_util.flatten_dict(_saved_tree(path)['params'], sep='/')
   wanted = traverse_util.flatten_dict(params, sep='/')
   for name in sorted(saved.keys() | wanted.keys()):
     saved_shape, wanted_shape = (tuple(tree[name].shape) if name in tree else 'absent'
@@ -250,6 +247,14 @@ def load_variables(directory: str) -> Any:
 def load_arrays(path: epath.Path) -> Any:
   """The tree of arrays of a standard Orbax checkpoint item (e.g. <step>/default of a train
   checkpoint) as numpy arrays on the host, whatever mesh wrote it."""
-  checkpointer = ocp.StandardCheckpointer()
-  shapes = checkpointer.metadata(path).item_metadata.tree
-  return checkpointer.restore(path, jax.tree.map(lambda x: np.empty(x.shape, x.dtype), shapes))
+  shapes = _saved_tree(path)
+  return ocp.StandardCheckpointer().restore(
+      path, jax.tree.map(lambda x: np.empty(x.shape, x.dtype), shapes))
+
+
+def _saved_tree(path: epath.Path) -> Any:
+  """The tree of array metadata (shape, dtype) of a standard Orbax checkpoint item."""
+  metadata = ocp.StandardCheckpointer().metadata(path).item_metadata
+  if metadata is None:
+    raise FileNotFoundError(f'{path / "_METADATA"} is missing or unreadable')
+  return metadata.tree

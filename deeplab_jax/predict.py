@@ -95,6 +95,8 @@ def segment(predict_fn, variables, image: np.ndarray,
   small_height, small_width = reduced_size(height, width, max_pixels)
   if (small_height, small_width) == (height, width):
     return segment_padded(predict_fn, variables, image)
+  logging.info('%dx%d is over max_pixels=%d: segmented at %dx%d, labels resized back', width,
+               height, max_pixels, small_width, small_height)
   small = Image.fromarray(image).resize((small_width, small_height), Image.Resampling.BOX)
   labels = segment_padded(predict_fn, variables, np.asarray(small))
   return np.asarray(Image.fromarray(labels.astype(np.int32)).resize(
@@ -145,10 +147,6 @@ def predict_files(config, workdir: str, files: list[str], output: str,
       logging.error('Cannot read %s', error)
       failed.append(path)
       continue
-    small_height, small_width = reduced_size(*image.shape[:2], max_pixels)
-    if (small_height, small_width) != image.shape[:2]:
-      logging.info('%s: %dx%d is over --max_pixels=%d: segmented at %dx%d, labels resized back',
-                   path, image.shape[1], image.shape[0], max_pixels, small_width, small_height)
     label = segment(predict_fn, variables, image, max_pixels)
     if jax.process_index() == 0:  # Every process computes; one writes.
       save_outputs(image, label, info.palette, pathlib.PurePosixPath(path).stem, output)
