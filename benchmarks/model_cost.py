@@ -13,7 +13,8 @@ from deeplab_jax.models import create_model
 from deeplab_jax.models.cost import inference_cost
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
-RECIPES = ('voc_v1_vgg16', 'voc_v2_resnet101', 'voc', 'voc_xception65', 'voc_mobilenetv2')
+RECIPES = ('voc_v1_vgg16', 'voc_v2_resnet101', 'voc', 'voc_xception65', 'voc_mobilenetv2',
+           'voc_mobilenetv3')
 
 
 def load_config(name: str):

@@ -1,10 +1,12 @@
 """DeepLab v1 (DeepLab-LargeFOV) on PASCAL VOC 2012: VGG-16, output stride 8, fc6 at rate 12.
 
-The architecture of Chen et al. 2015: VGG-16 with pool4 and pool5 at stride 1, conv5 at atrous
-rate 2, fc6 a 3x3 atrous conv (rate 12, 1024 channels), fc7 1x1 (1024), dropout 0.5. Training
-follows the paper's batch 20, lr 0.001, momentum 0.9, weight decay 5e-4 and 6k steps, with our
-poly schedule instead of its step schedule. Add `--config.eval.crf=True` for the paper's DenseCRF.
-Start from torchvision's ImageNet VGG-16 (see the README) with --config.init_from=DIR.
+Aims at Table 2 of Chen et al. 2015 ("Semantic Image Segmentation with Deep Convolutional Nets
+and Fully Connected CRFs", ICLR): DeepLab-LargeFOV, 62.25% mIoU on VOC 2012 val, 67.64% with the
+CRF. The architecture: VGG-16 with pool4 and pool5 at stride 1, conv5 at atrous rate 2, fc6 a 3x3
+atrous conv (rate 12, 1024 channels), fc7 1x1 (1024), dropout 0.5. The paper's training: batch
+20, lr 0.001 (0.01 for the final classifier), multiplied by 0.1 every 2000 steps, 6k steps,
+momentum 0.9, weight decay 5e-4. Add `--config.eval.crf=True` for the paper's DenseCRF. Start
+from torchvision's ImageNet VGG-16 (see the README) with --config.init_from=DIR.
 """
 
 from deeplab_jax import defaults
@@ -27,7 +29,9 @@ def get_config():
   config.batch_size = 20
   config.num_train_steps = 6_000
   config.learning_rate = 0.001
-  config.lr_power = 0.9
+  config.learning_rate_multipliers = (('classifier', 10.0),)
+  config.lr_schedule = 'step'
+  config.lr_step_size, config.lr_step_factor = 2_000, 0.1
   config.momentum = 0.9
   config.weight_decay = 5e-4
   config.init_from = None  # A converted ImageNet VGG-16, e.g. /tmp/vgg16_imagenet.

@@ -36,9 +36,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Model: see deeplab_jax.models.create_model.
   config.model = model = ml_collections.ConfigDict()
-  model.architecture = 'deeplabv3plus'  # 'deeplabv1', 'deeplabv2', 'deeplabv3', 'deeplabv3plus'.
-  # resnet18/34/50/101 (with '_beta' for the three-conv stem), vgg16, vgg16_bn, xception65 or
-  # mobilenetv2.
+  # 'deeplabv1', 'deeplabv2', 'deeplabv3', 'deeplabv3plus', or 'lraspp' (MobileNetV3's head).
+  model.architecture = 'deeplabv3plus'
+  # resnet18/34/50/101 (with '_beta' for the three-conv stem), vgg16, vgg16_bn, xception65,
+  # mobilenetv2, mobilenetv3_large or mobilenetv3_small.
   model.backbone = 'resnet101'
   model.num_classes = 21  # Must match the dataset's.
   model.output_stride = 16
@@ -54,9 +55,14 @@ def get_config() -> ml_collections.ConfigDict:
   model.low_level_features = 48  # v3+ decoder: low-level projection and 3x3 conv widths.
   model.decoder_features = 256
   model.head_features = 0  # > 0: a 3x3 conv before the classifier (torchvision: 256).
-  model.aux_head_features = 0  # > 0: torchvision's auxiliary FCN head on stage3 (256).
+  # > 0: torchvision's auxiliary FCN head on the backbone's auxiliary feature (ResNet: 256).
+  model.aux_head_features = 0
+  model.lraspp_features = 128  # LR-ASPP: channels of the gated 1x1 conv on the final features.
   model.align_corners = True  # Bilinear upsampling convention (TF DeepLab: True).
   model.bn_momentum = 0.9997
+  # True: BatchNorm normalises with its running statistics in training too, and keeps them
+  # (DeepLab v2). Freeze its scale and offset with learning_rate_multipliers (('/bn/', 0.0),).
+  model.freeze_batch_norm = False
   model.bn_epsilon = 1e-5
   # Compute dtype: 'float32', 'bfloat16', or 'auto': bfloat16 on TPU, float32 elsewhere. Params,
   # BatchNorm statistics and the loss stay float32.
@@ -71,13 +77,34 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 16
   config.num_train_steps = 30_000
   config.learning_rate = 0.007
+  # 'poly': (1 - step / num_train_steps) ** lr_power down to end_learning_rate; 'step': times
+  # lr_step_factor every lr_step_size steps (DeepLab v1's Caffe schedule).
+  config.lr_schedule = 'poly'
   config.end_learning_rate = 0.0
   config.lr_power = 0.9
+  config.lr_step_size = 2_000
+  config.lr_step_factor = 0.1
   config.warmup_steps = 0
   config.momentum = 0.9
   config.weight_decay = 1e-4
   config.ignore_label = 255
   config.aux_loss_weight = 0.5  # Weight of the auxiliary head's loss, when the model has one.
+  # Loss weight per class: None (all 1), one weight per class, or 'median_frequency': SegNet's
+  # balancing, from the train split's labels (counted once, cached beside the prepared data).
+  config.class_weights = ml_collections.config_dict.placeholder(object)
+  # Hard-pixel mining (see deeplab_jax/losses.py), one or the other. TF DeepLab's top-k: the
+  # loss over this fraction of the labelled pixels with the largest loss, reached linearly over
+  # hard_example_mining_step steps (0: at once); 1 keeps them all.
+  config.top_k_percent_pixels = 1.0
+  config.hard_example_mining_step = 0
+  # mmsegmentation's OHEM: the pixels whose true-class probability is below ohem_threshold
+  # (e.g. 0.7), at least ohem_min_kept per image. Unset: no OHEM.
+  config.ohem_threshold = ml_collections.config_dict.placeholder(float)
+  config.ohem_min_kept = 100_000
+  # (regex, multiplier) pairs: the learning rate (and weight decay) of the parameters whose path
+  # ('backbone/stage1_unit1/conv1/bn/scale') the regex searches is multiplied; the first match
+  # counts. 0 freezes: no update, no decay. E.g. (('classifier', 10.0),) as DeepLab v1 and v2.
+  config.learning_rate_multipliers = ()
   # A non-finite loss or gradient stops training (nothing after the last good checkpoint is
   # saved); True skips such steps instead, leaving the state as it was, and logs how many.
   config.skip_nonfinite_steps = False

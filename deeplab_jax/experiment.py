@@ -1,7 +1,9 @@
 """What training and evaluation start from: the config checked against its dataset, the dataset
 prepared (by one process), and the device mesh."""
 
+from collections.abc import Callable
 import io
+from typing import TypeVar
 
 from absl import logging
 from etils import epath
@@ -11,11 +13,14 @@ import ml_collections
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from deeplab_jax import losses
 from deeplab_jax import models
 from deeplab_jax import schedules
 from deeplab_jax import sharding
 from deeplab_jax.config_error import ConfigError, check_splits
 from deeplab_jax.data import datasets
+
+T = TypeVar('T')
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -26,6 +31,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for key in ('batch_size', 'eval_batch_size'):
     check_splits(key, config[key], devices, 'devices')
   schedules.create_learning_rate_schedule(config)
+  losses.check_loss_config(config)
   if config.init_from and not epath.Path(config.init_from).is_dir():
     raise ConfigError('init_from', config.init_from, 'is not a directory')
   stride = config.model.output_stride
@@ -106,10 +112,17 @@ def prepare(config: ml_collections.ConfigDict) -> tuple[datasets.DatasetInfo,
   mesh = sharding.create_mesh()
   logging.info('Mesh: %s over %d devices (%d processes)', dict(mesh.shape), jax.device_count(),
                jax.process_count())
-  if jax.process_index() == 0:
-    _, builder = prepare_dataset(config)
-  multihost_utils.sync_global_devices('dataset prepared')
-  if jax.process_index() > 0:
-    _, builder = prepare_dataset(config)
+  _, builder = first_process_first(lambda: prepare_dataset(config), 'dataset prepared')
   check_eval_crop(config, info, builder)
   return info, builder, mesh
+
+
+def first_process_first(make: Callable[[], T], name: str) -> T:
+  """make() in process 0, then in the others: what it writes once (a dataset, a cache), the
+  others read instead of writing the same files at once."""
+  if jax.process_index() == 0:
+    made = make()
+  multihost_utils.sync_global_devices(name)
+  if jax.process_index() > 0:
+    made = make()
+  return made

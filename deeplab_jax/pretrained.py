@@ -10,8 +10,9 @@ import numpy as np
 from deeplab_jax import checkpointing
 from deeplab_jax import sharding
 
-# Layers whose shape follows the number of classes: a fine-tuning run re-initialises them.
-CLASSIFIER_LAYERS = ('classifier', 'logits')
+# Layers whose shape follows the number of classes: a fine-tuning run re-initialises them
+# (LR-ASPP has two classifiers).
+CLASSIFIER_LAYERS = ('classifier', 'low_classifier', 'logits')
 
 
 @dataclasses.dataclass

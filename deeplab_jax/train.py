@@ -20,6 +20,7 @@ from deeplab_jax import pretrained
 from deeplab_jax import sharding
 from deeplab_jax import workdir_lock
 from deeplab_jax.config_error import ConfigError
+from deeplab_jax.data import class_weights
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.models import create_model
 from deeplab_jax.models.cost import count_params
@@ -127,6 +128,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   info, builder, mesh = experiment.prepare(config)
+  weights = experiment.first_process_first(
+      lambda: class_weights.class_weights(config, info, builder), 'class weights')
   experiment.check_workdir(workdir)
   manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
   model = create_model(config.model)
@@ -162,7 +165,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
 
   batch = sharding.shard_batch(next(train_iter), mesh)
   compile_start = time.perf_counter()
-  train_step = jit_train_step(make_train_step(config, model), mesh).lower(state, batch).compile()
+  train_step = jit_train_step(make_train_step(config, model, weights), mesh)
+  train_step = train_step.lower(state, batch).compile()
   logging.info('Compiled the train step in %.1f s', time.perf_counter() - compile_start)
 
   report_progress = periodic_actions.ReportProgress(

@@ -4,7 +4,8 @@ and the pure, jitted `train_step(state, batch) -> (state, metrics)`. Imports no 
 Serving needs none of this: it restores model variables alone (`checkpointing.restore_model`).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+import re
 from typing import Any
 
 from flax.training import train_state
@@ -16,6 +17,7 @@ import optax
 from deeplab_jax import losses
 from deeplab_jax import schedules
 from deeplab_jax import sharding
+from deeplab_jax.config_error import ConfigError
 from deeplab_jax.models.normalization import fill_padding
 
 
@@ -30,12 +32,45 @@ class TrainState(train_state.TrainState):
 
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """SGD with momentum on the poly schedule; weight decay on convolution kernels only."""
+  """SGD with momentum on the schedule, weight decay on convolution kernels only; each
+  parameter's learning rate and decay times its `config.learning_rate_multipliers` entry."""
+  schedule = schedules.create_learning_rate_schedule(config)
   decay_mask = lambda params: jax.tree_util.tree_map_with_path(
       lambda path, _: path[-1].key == 'kernel', params)
-  return optax.chain(
-      optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-      optax.sgd(schedules.create_learning_rate_schedule(config), momentum=config.momentum))
+
+  def sgd(multiplier: float) -> optax.GradientTransformation:
+    if multiplier == 0:  # Frozen: no update, no decay, no momentum.
+      return optax.set_to_zero()
+    rate = schedule if multiplier == 1 else lambda step: multiplier * schedule(step)
+    return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
+                       optax.sgd(rate, momentum=config.momentum))
+
+  if not config.learning_rate_multipliers:
+    return sgd(1.0)
+  multipliers = {multiplier for _, multiplier in config.learning_rate_multipliers} | {1.0}
+  return optax.multi_transform(
+      {f'x{multiplier}': sgd(multiplier) for multiplier in multipliers},
+      lambda params: jax.tree.map(lambda m: f'x{m}', parameter_multipliers(
+          params, config.learning_rate_multipliers)))
+
+
+def parameter_multipliers(params, multipliers: Sequence[tuple[str, float]]):
+  """The learning rate multiplier of each parameter: that of the first (regex, multiplier) whose
+  regex its path ('aspp/conv1x1/conv/kernel') contains, else 1. A regex that matches no
+  parameter, or a negative multiplier, is a ConfigError."""
+  for pattern, multiplier in multipliers:
+    if not multiplier >= 0:
+      raise ConfigError('learning_rate_multipliers', multipliers,
+                        f'the multiplier of {pattern!r} is {multiplier}; it must be at least 0')
+  paths = {path: '/'.join(key.key for key in path)
+           for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
+  for pattern, _ in multipliers:
+    if not any(re.search(pattern, name) for name in paths.values()):
+      raise ConfigError('learning_rate_multipliers', multipliers,
+                        f'{pattern!r} matches no parameter path, e.g. {next(iter(paths.values()))!r}')
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: next((float(multiplier) for pattern, multiplier in multipliers
+                            if re.search(pattern, paths[path])), 1.0), params)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, mesh: jax.sharding.Mesh,
@@ -73,8 +108,10 @@ def _state_initializer(config: ml_collections.ConfigDict, model, seed: int) -> C
   return init
 
 
-def make_train_step(config: ml_collections.ConfigDict, model) -> Callable:
-  """train_step(state, batch) -> (state, metrics): one SGD step on the global batch.
+def make_train_step(config: ml_collections.ConfigDict, model,
+                    class_weights: Sequence[float] | None = None) -> Callable:
+  """train_step(state, batch) -> (state, metrics): one SGD step on the global batch, with the
+  loss `config` chooses (`losses.create_loss`).
 
   batch: raw 'image's, their 'label's and, where crops hold padding, each image's 'box'
   (see `input_pipeline`); the padding becomes the model's mean pixel. metrics['finite'] says
@@ -82,6 +119,7 @@ def make_train_step(config: ml_collections.ConfigDict, model) -> Callable:
   where they were not leaves the parameters, optimizer state and statistics as they were.
   """
   schedule = schedules.create_learning_rate_schedule(config)
+  pixel_loss = losses.create_loss(config, class_weights)
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     dropout_rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
@@ -93,11 +131,10 @@ def make_train_step(config: ml_collections.ConfigDict, model) -> Callable:
       logits, updates = state.apply_fn(
           {'params': params, 'batch_stats': state.batch_stats}, images, train=True,
           mutable=['batch_stats', 'intermediates'], rngs={'dropout': dropout_rng})
-      loss = losses.softmax_cross_entropy(logits, batch['label'], config.ignore_label)
+      loss = pixel_loss(logits, batch['label'], state.step)
       if 'aux_logits' in updates.get('intermediates', {}):
         (aux_logits,) = updates['intermediates']['aux_logits']
-        loss += config.aux_loss_weight * losses.softmax_cross_entropy(
-            aux_logits, batch['label'], config.ignore_label)
+        loss += config.aux_loss_weight * pixel_loss(aux_logits, batch['label'], state.step)
       return loss, updates.get('batch_stats', {})
 
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

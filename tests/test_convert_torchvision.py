@@ -43,7 +43,7 @@ def randomize_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
 
 def torchvision_model(arch: str, aux_loss: bool = False) -> torch.nn.Module:
   torch.manual_seed(0)
-  if arch in tv_convert.DEEPLABV3:
+  if arch in tv_convert.SEGMENTATION:
     model = getattr(torchvision.models.segmentation, arch)(
         weights=None, weights_backbone=None, num_classes=21, aux_loss=aux_loss)
   else:

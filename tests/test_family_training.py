@@ -16,6 +16,13 @@ VERSIONS = {  # architecture, backbone, output stride, rates, separable convs
     'v3plus_xception65': ('deeplabv3plus', 'xception65', 16, (1, 2, 3), True),
     'v3_mobilenetv2': ('deeplabv3', 'mobilenetv2', 16, (), False),
 }
+# The training tools of the papers' recipes, and the loss options, through the same loop.
+TRAINING = {
+    'v1_vgg16': {'lr_schedule': 'step', 'lr_step_size': 1, 'class_weights': 'median_frequency',
+                 'top_k_percent_pixels': 0.5, 'learning_rate_multipliers': (('classifier', 10.0),)},
+    'v2_resnet18': {'model.freeze_batch_norm': True, 'ohem_threshold': 0.7, 'ohem_min_kept': 100,
+                    'learning_rate_multipliers': (('/bn/', 0.0), ('classifier', 10.0))},
+}
 
 
 @pytest.mark.parametrize('version', sorted(VERSIONS))
@@ -26,6 +33,9 @@ def test_version_trains_and_evaluates(version, shapes_dir, tmp_path):
    model.separable_conv) = VERSIONS[version]
   model.multi_grid, model.large_fov_features = (1, 1), 16
   config.num_train_steps = 2
+  for key, value in TRAINING.get(version, {}).items():
+    section, _, name = key.rpartition('.')
+    (config[section] if section else config)[name] = value
   config.eval_split = 'validation[:8]'
   workdir = str(tmp_path)
   state = train.train_and_evaluate(config, workdir)

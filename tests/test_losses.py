@@ -1,9 +1,14 @@
-"""Cross-entropy over non-ignored pixels against a numpy reference."""
+"""The losses against numpy references written from their formulas, and against torch:
+cross-entropy over non-ignored pixels, class weights, top-k and OHEM hard-pixel mining."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from deeplab_jax import defaults
+from deeplab_jax import losses
+from deeplab_jax.config_error import ConfigError
 from deeplab_jax.losses import softmax_cross_entropy
 
 
@@ -51,3 +56,129 @@ def test_all_ignored_gives_zero_and_bfloat16_logits_are_upcast():
 def test_size_mismatch_is_an_error():
   with pytest.raises(ValueError, match='differ in size'):
     softmax_cross_entropy(jnp.zeros((1, 4, 4, 2)), jnp.zeros((1, 8, 8), jnp.int32))
+
+
+# Class weights and hard-pixel mining, against numpy written from the formulas (and torch).
+
+def numpy_pixel_losses(logits, labels, ignore, class_weights=None):
+  """(cross-entropy, weight) per pixel, flat, in float64; unlabelled pixels weigh 0."""
+  z = logits.astype(np.float64).reshape(-1, logits.shape[-1])
+  log_softmax = z - z.max(1, keepdims=True)
+  log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+  flat = labels.reshape(-1)
+  valid = flat != ignore
+  safe = np.where(valid, flat, 0)
+  losses = -log_softmax[np.arange(flat.size), safe]
+  weights = valid * (1.0 if class_weights is None else np.asarray(class_weights)[safe])
+  return losses, weights
+
+
+def random_case(seed, shape=(2, 6, 5), num_classes=4, ignored=0.25):
+  rng = np.random.default_rng(seed)
+  logits = (rng.normal(size=(*shape, num_classes)) * 2).astype(np.float32)
+  labels = rng.integers(0, num_classes, size=shape)
+  labels[rng.random(shape) < ignored] = 255
+  return logits, labels
+
+
+def test_class_weighted_loss_matches_torch_cross_entropy():
+  torch = pytest.importorskip('torch')
+  logits, labels = random_case(2)
+  weights = (0.5, 2.0, 0.0, 3.25)
+  expected = torch.nn.functional.cross_entropy(
+      torch.tensor(logits).permute(0, 3, 1, 2).double(), torch.tensor(labels),
+      weight=torch.tensor(weights).double(), ignore_index=255)
+  got = losses.softmax_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), 255, weights)
+  np.testing.assert_allclose(got, expected.item(), rtol=1e-5)
+
+
+@pytest.mark.parametrize('fraction', [0.1, 0.37, 1.0])
+@pytest.mark.parametrize('class_weights', [None, (1.0, 4.0, 0.5, 2.0)])
+def test_top_k_is_the_weighted_mean_over_the_hardest_labelled_pixels(fraction, class_weights):
+  logits, labels = random_case(3)
+  pixel, weight = numpy_pixel_losses(logits, labels, 255, class_weights)
+  labelled = np.flatnonzero(weight > 0)
+  keep = max(int(np.floor(fraction * labelled.size)), 1)
+  hardest = labelled[np.argsort(-(weight * pixel)[labelled], kind='stable')[:keep]]
+  expected = np.sum(weight[hardest] * pixel[hardest]) / np.sum(weight[hardest])
+  got = losses.top_k_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), fraction, 255,
+                                   class_weights)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  if fraction == 1.0:
+    np.testing.assert_allclose(got, losses.softmax_cross_entropy(
+        jnp.asarray(logits), jnp.asarray(labels), 255, class_weights), rtol=1e-6)
+
+
+def test_top_k_fraction_ramps_in_as_tf_deeplab():
+  # TF DeepLab: ratio = min(step / mining_step, 1); fraction = ratio * top_k + (1 - ratio).
+  for step, expected in ((0, 1.0), (50, 0.6), (100, 0.2), (400, 0.2)):
+    np.testing.assert_allclose(losses.top_k_fraction(jnp.asarray(step), 0.2, 100), expected,
+                               rtol=1e-6)
+  np.testing.assert_allclose(losses.top_k_fraction(jnp.asarray(0), 0.2, 0), 0.2)
+
+
+@pytest.mark.parametrize('threshold,min_kept', [(0.7, 3), (0.7, 0), (0.2, 20), (1.0, 1)])
+@pytest.mark.parametrize('class_weights', [None, (1.0, 4.0, 0.5, 2.0)])
+def test_ohem_keeps_the_unconfident_pixels_and_at_least_min_kept(threshold, min_kept,
+                                                                 class_weights):
+  logits, labels = random_case(4)
+  pixel, weight = numpy_pixel_losses(logits, labels, 255, class_weights)
+  probability = np.exp(-pixel)
+  labelled = labels.reshape(-1) != 255
+  # mmsegmentation's OHEMPixelSampler: the (min_kept * batch)-th smallest probability of the
+  # labelled pixels raises the threshold; the pixels below it are kept.
+  ascending = np.sort(probability[labelled])
+  raised = max(ascending[min(min_kept * labels.shape[0], ascending.size - 1)], threshold)
+  kept = labelled & (probability < raised)
+  assert kept.sum() >= min(min_kept * labels.shape[0], labelled.sum() - 1)
+  expected = np.sum((weight * pixel)[kept]) / np.sum(weight[kept])
+  got = losses.ohem_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), threshold,
+                                  min_kept, 255, class_weights)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_mining_without_labelled_pixels_gives_zero():
+  logits = jnp.ones((1, 3, 3, 2))
+  labels = jnp.full((1, 3, 3), 255)
+  assert losses.top_k_cross_entropy(logits, labels, 0.5) == 0
+  assert losses.ohem_cross_entropy(logits, labels, 0.7, 2) == 0
+
+
+@pytest.mark.parametrize('mining', ['top_k', 'ohem'])
+def test_hard_pixels_are_chosen_over_the_global_batch_when_sharded(mining):
+  logits, labels = random_case(5, shape=(4, 8, 6))
+  weights = (1.0, 2.0, 0.5, 3.0)
+  if mining == 'top_k':
+    loss = lambda z, y: losses.top_k_cross_entropy(z, y, 0.25, 255, weights)
+  else:
+    loss = lambda z, y: losses.ohem_cross_entropy(z, y, 0.3, 10, 255, weights)
+  mesh = jax.sharding.Mesh(jax.devices(), ('data',))
+  batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  assert len(jax.devices()) == 4
+  sharded = jax.jit(loss, in_shardings=(batch, batch))(logits, labels)
+  whole = loss(jnp.asarray(logits), jnp.asarray(labels))  # The reference: one global batch.
+  per_device = np.mean([loss(jnp.asarray(logits[i:i + 1]), jnp.asarray(labels[i:i + 1]))
+                        for i in range(4)])
+  np.testing.assert_allclose(sharded, whole, rtol=1e-6)
+  assert abs(float(sharded) - per_device) > 1e-3  # Not a mean of per-device selections.
+
+
+@pytest.mark.parametrize('key,value', [('top_k_percent_pixels', 0.0),
+                                       ('top_k_percent_pixels', 1.5),
+                                       ('hard_example_mining_step', -1),
+                                       ('ohem_threshold', 1.5),
+                                       ('ohem_min_kept', -3)])
+def test_bad_mining_settings_are_config_errors(key, value):
+  config = defaults.get_config()
+  if key.startswith('ohem'):
+    config.ohem_threshold = 0.7
+  config[key] = value
+  with pytest.raises(ConfigError, match=f'config.{key}='):
+    losses.create_loss(config, None)
+
+
+def test_top_k_and_ohem_exclude_each_other():
+  config = defaults.get_config()
+  config.top_k_percent_pixels, config.ohem_threshold = 0.2, 0.7
+  with pytest.raises(ConfigError, match='exclude each other'):
+    losses.create_loss(config, None)

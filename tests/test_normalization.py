@@ -71,8 +71,9 @@ def test_the_model_normalises_raw_pixels_first():
   variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(pixels)
   normalised = (pixels.astype(np.float32) - MEAN) / np.float32([2.0, 3.0, 4.0])
   apply = lambda m, x: jax.jit(lambda v, x: m.apply(v, x, train=False))(variables, x)
+  # Logits reach about 15: float32 rounding of the two orders of operations allows 1e-4.
   np.testing.assert_allclose(apply(model, pixels), apply(identity, normalised),
-                             rtol=1e-5, atol=1e-5)
+                             rtol=1e-5, atol=1e-4)
 
 
 def test_the_train_step_sees_the_mean_pixel_outside_the_box():

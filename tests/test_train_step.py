@@ -1,13 +1,17 @@
-"""The jitted, sharded train step: 4 devices equal 1 device, bf16, one compilation, decay mask."""
+"""The jitted, sharded train step: 4 devices equal 1 device, bf16, one compilation, decay mask,
+frozen BatchNorm and learning rate multipliers."""
 
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import numpy as np
+import pytest
 
 from deeplab_jax import defaults
 from deeplab_jax import sharding
 from deeplab_jax import train_state
+from deeplab_jax.config_error import ConfigError
 from deeplab_jax.models import create_model
 
 
@@ -100,3 +104,64 @@ def test_weight_decay_only_on_kernels():
   np.testing.assert_allclose(updates['conv']['kernel'], -lr * 0.5 * np.ones((3, 3)), rtol=1e-6)
   for leaf in (updates['conv']['bias'], updates['bn']['scale'], updates['bn']['bias']):
     np.testing.assert_array_equal(leaf, 0)
+
+
+def test_frozen_batch_norm_and_parameters_stay_bit_identical():
+  """After steps: the statistics, the BatchNorm scales and offsets, and a conv kernel that
+  weight decay would shrink are as initialised; every other parameter moved."""
+  config = tiny_config()
+  config.model.freeze_batch_norm = True
+  config.learning_rate_multipliers = (('/bn/', 0.0), ('backbone/stem_conv', 0.0),
+                                      ('classifier', 10.0))
+  config.weight_decay = 0.01
+  mesh = sharding.create_mesh()
+  model = create_model(config.model)
+  state = train_state.create_train_state(config, model, mesh, seed=0)
+  initial = jax.device_get(state.variables)
+  step = train_state.jit_train_step(train_state.make_train_step(config, model), mesh)
+  for index in range(2):
+    state, _ = step(state, sharding.shard_batch(random_batch(config, index), mesh))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.batch_stats),
+               initial['batch_stats'])
+  before = traverse_util.flatten_dict(initial['params'], sep='/')
+  after = traverse_util.flatten_dict(jax.device_get(state.params), sep='/')
+  assert any('/bn/' in name for name in before)
+  for name, value in after.items():
+    if '/bn/' in name or name.startswith('backbone/stem_conv'):
+      np.testing.assert_array_equal(value, before[name], err_msg=name)
+    else:
+      assert not np.array_equal(value, before[name]), name
+
+
+def test_learning_rate_multipliers_scale_the_step_and_the_decay():
+  """SGD's first step is -lr * m * (g + decay * w) for kernels, -lr * m * g for the others, on
+  the tiny model's real parameter tree; the first matching regex decides."""
+  config = tiny_config()
+  config.weight_decay, config.momentum = 0.01, 0.9
+  config.learning_rate_multipliers = (('classifier/bias', 20.0), ('classifier', 10.0),
+                                      ('/bn/', 0.0), ('aspp', 0.5))
+  model = create_model(config.model)
+  shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False),
+                          jnp.zeros((1, 33, 41, 3)))['params']
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda x: rng.normal(size=x.shape).astype(np.float32), shapes)
+  grads = jax.tree.map(lambda x: rng.normal(size=x.shape).astype(np.float32), shapes)
+  tx = train_state.create_optimizer(config)
+  updates, _ = tx.update(grads, tx.init(params), params)
+
+  def expected(path, weight, grad):
+    name = '/'.join(key.key for key in path)
+    multiplier = (20.0 if 'classifier/bias' in name else 10.0 if 'classifier' in name else
+                  0.0 if '/bn/' in name else 0.5 if 'aspp' in name else 1.0)
+    decay = config.weight_decay * weight if path[-1].key == 'kernel' else 0
+    return -config.learning_rate * multiplier * (grad + decay)
+
+  jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8),
+               updates, jax.tree_util.tree_map_with_path(expected, params, grads))
+
+
+def test_a_multiplier_that_matches_no_parameter_is_a_config_error():
+  config = tiny_config()
+  config.learning_rate_multipliers = (('clasifier', 10.0),)
+  with pytest.raises(ConfigError, match="'clasifier' matches no parameter path"):
+    train_state.abstract_train_state(config, create_model(config.model), sharding.create_mesh())

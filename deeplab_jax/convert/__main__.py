@@ -5,8 +5,9 @@
   python -m deeplab_jax.main --config=configs/voc.py --workdir=... \
       --config.init_from=/tmp/resnet101_imagenet
 
-mobilenet_v2, vgg16 and vgg16_bn give DeepLab backbones (configs/voc_mobilenetv2.py,
-configs/voc_v1_vgg16.py) without the layers DeepLab replaces; the command lists them.
+mobilenet_v2, mobilenet_v3_large/small, vgg16 and vgg16_bn give DeepLab backbones
+(configs/voc_mobilenetv2.py, configs/voc_v1_vgg16.py) without the layers DeepLab replaces; the
+command lists them.
 """
 
 import argparse
@@ -57,11 +58,12 @@ def convert_torchvision(args: argparse.Namespace) -> None:
   left_out = torchvision.left_out(state_dict, args.arch)
   if left_out:
     print(f'Left out {", ".join(left_out)}: {torchvision.LEFT_OUT[args.arch][1]}')
-  # What the variables are, and for DeepLabV3 the config.model that reproduces torchvision's.
+  # What the variables are, and for DeepLabV3 and LR-ASPP the config.model that reproduces
+  # torchvision's.
   description = {'source': 'torchvision', 'arch': args.arch, 'input': args.input}
-  if args.arch in torchvision.DEEPLABV3:
+  if args.arch in torchvision.SEGMENTATION:
     description['model'] = torchvision.model_config(
-        args.arch, model.num_classes, bool(model.aux_head_features)).to_dict()
+        args.arch, model.num_classes, 'aux_head' in variables['params']).to_dict()
   (output / 'model.json').write_text(json.dumps(description, indent=2))
   count = count_params(variables['params'])
   print(f'Wrote {args.arch} ({count:,} parameters) to {args.output}; start a run from it with '
@@ -73,13 +75,14 @@ def main(argv: list[str]) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sources = parser.add_subparsers(dest='source', required=True)
   tv = sources.add_parser(
-      'torchvision', help='torchvision ResNet, DeepLabV3, MobileNetV2 or VGG-16 weights (.pth)')
+      'torchvision',
+      help='torchvision ResNet, DeepLabV3, LR-ASPP, MobileNetV2/V3 or VGG-16 weights (.pth)')
   tv.add_argument('--arch', required=True, choices=torchvision.ARCHS)
   tv.add_argument('--input', required=True, help='the .pth file (a state_dict)')
   tv.add_argument('--output', required=True, help='directory to write the variables to')
   tv.add_argument('--num_classes', type=int, default=None,
-                  help="ResNet, DeepLabV3: checked against the state dict's (default: take "
-                  'it from there)')
+                  help="ResNet, DeepLabV3, LR-ASPP: checked against the state dict's (default: "
+                  'take it from there)')
   args = parser.parse_args(argv)
   logging.set_verbosity(logging.WARNING)
   convert_torchvision(args)

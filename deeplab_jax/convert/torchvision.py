@@ -1,11 +1,13 @@
-"""torchvision ResNet, DeepLabV3, MobileNetV2 and VGG-16 weights -> our models and variables.
+"""torchvision ResNet, DeepLabV3, LR-ASPP, MobileNetV2/V3 and VGG-16 weights -> our models and
+variables.
 
 Which torchvision arch each of our backbones imports from is the backbone registry's
 (`deeplab_jax.models.backbones`); this module knows how torchvision names their layers.
-torchvision's DeepLabV3 is expressed through our model config (`model_config`): its dilation
-policy, ASPP rates (12, 24, 36) at output stride 8, the extra 3x3 conv of its DeepLabHead, the
-auxiliary FCN head, dropout 0.5, and half-pixel bilinear resizing. The ImageNet MobileNetV2 and
-VGG-16 become our backbones alone, as DeepLab uses them (`LEFT_OUT` names what they lose).
+torchvision's DeepLabV3 and LR-ASPP are expressed through our model config (`model_config`):
+the dilation policy (ResNets at output stride 8, MobileNetV3 at 16), ASPP rates (12, 24, 36),
+the extra 3x3 conv of its DeepLabHead, the auxiliary FCN head, dropout 0.5, LR-ASPP's 128
+channels, and half-pixel bilinear resizing. The ImageNet MobileNetV2, MobileNetV3 and VGG-16
+become our backbones alone, as DeepLab uses them (`LEFT_OUT` names what they lose).
 Converted models take raw RGB pixels and normalise them as torchvision's weights expect.
 """
 
@@ -24,13 +26,18 @@ import numpy as np
 from deeplab_jax import defaults
 from deeplab_jax.models import Backbone, backbones, create_model
 from deeplab_jax.models import mobilenet_v2
+from deeplab_jax.models import mobilenet_v3
 from deeplab_jax.models import vgg
 
 # torchvision's ImageNet backbones -> ours, as the registry says.
 BACKBONES = {spec.torchvision_arch: name for name, spec in backbones.BACKBONES.items()
              if spec.torchvision_arch}
-DEEPLABV3 = {'deeplabv3_resnet50': 'resnet50', 'deeplabv3_resnet101': 'resnet101'}
-ARCHS = (*BACKBONES, *DEEPLABV3)
+# torchvision's segmentation models -> our backbone under them.
+DEEPLABV3 = {'deeplabv3_resnet50': 'resnet50', 'deeplabv3_resnet101': 'resnet101',
+             'deeplabv3_mobilenet_v3_large': 'mobilenetv3_large'}
+LRASPP = {'lraspp_mobilenet_v3_large': 'mobilenetv3_large'}
+SEGMENTATION = {**DEEPLABV3, **LRASPP}
+ARCHS = (*BACKBONES, *SEGMENTATION)
 
 # torchvision modules (a pattern) that the backbone-only archs leave out, and what they are.
 LEFT_OUT = {
@@ -41,13 +48,16 @@ LEFT_OUT = {
               'have other shapes and start from their initialisation)'),
 }
 LEFT_OUT['vgg16_bn'] = LEFT_OUT['vgg16']
+LEFT_OUT['mobilenet_v3_large'] = LEFT_OUT['mobilenet_v3_small'] = (
+    r'classifier\.[03]', 'the ImageNet classifier (two fully connected layers after global '
+    'pooling), which the segmentation heads replace')
 BACKBONE_ONLY = tuple(LEFT_OUT)
 # The classification ResNets, which keep their ImageNet classifier.
 RESNETS = tuple(arch for arch in BACKBONES if arch not in BACKBONE_ONLY)
 
 # torchvision ResNet and DeepLabV3 module path -> ours (a function of the match); classification
 # ResNets get the 'backbone.' prefix of the segmentation models before matching.
-_RESNET_RULES = (
+_DEEPLABV3_RULES = (
     (r'backbone\.conv1', lambda m: 'backbone/stem_conv/conv'),
     (r'backbone\.bn1', lambda m: 'backbone/stem_conv/bn'),
     (r'backbone\.layer(\d)\.(\d+)\.(conv|bn)(\d)',
@@ -65,6 +75,13 @@ _RESNET_RULES = (
     (r'classifier\.4', lambda m: 'classifier'),
     (r'aux_classifier\.([01])', lambda m: f'aux_head/conv/{("conv", "bn")[int(m[1])]}'),
     (r'aux_classifier\.4', lambda m: 'aux_head/classifier'),
+)
+# torchvision's LRASPPHead: cbr (conv, bn, ReLU), scale (pool, conv, sigmoid), two classifiers.
+_LRASPP_RULES = (
+    (r'classifier\.cbr\.([01])', lambda m: f'projection/{("conv", "bn")[int(m[1])]}'),
+    (r'classifier\.scale\.1', lambda m: 'gate'),
+    (r'classifier\.low_classifier', lambda m: 'low_classifier'),
+    (r'classifier\.high_classifier', lambda m: 'classifier'),
 )
 
 
@@ -86,6 +103,30 @@ def _mobilenet_v2_modules() -> dict[str, str]:
   return modules
 
 
+def _mobilenet_v3_modules(variant: str, prefix: str) -> dict[str, str]:
+  """torchvision's mobilenet_v3 module paths -> ours, under `prefix` ('features', or 'backbone'
+  in the segmentation models): {prefix}.0 is the stem, then one inverted residual per row of our
+  UNITS, a Sequential `block` of [expand], depthwise, [squeeze-excitation fc1, fc2] and project
+  (each a conv, bn[, activation] block), then the final 1x1 conv."""
+  conv_bn = ('conv', 'bn')
+  modules = {f'{prefix}.0.{j}': f'backbone/stem_conv/{conv_bn[j]}' for j in (0, 1)}
+  channels = mobilenet_v3.STEM_CHANNELS
+  rows = mobilenet_v3.UNITS[variant]
+  for index, (_, expanded, out, squeeze_excite, _, _) in enumerate(rows, start=1):
+    layers = (('expand',) * (expanded != channels) + ('depthwise',) +
+              ('squeeze_excite',) * squeeze_excite + ('project',))
+    for i, layer in enumerate(layers):
+      block, ours = f'{prefix}.{index}.block.{i}', f'backbone/unit{index}/{layer}'
+      if layer == 'squeeze_excite':
+        modules.update({f'{block}.fc1': f'{ours}/reduce', f'{block}.fc2': f'{ours}/expand'})
+      else:
+        modules.update({f'{block}.{j}': f'{ours}/{conv_bn[j]}' for j in (0, 1)})
+    channels = out
+  modules.update({f'{prefix}.{len(rows) + 1}.{j}': f'backbone/final_conv/{conv_bn[j]}'
+                  for j in (0, 1)})
+  return modules
+
+
 def _vgg16_modules(batch_norm: bool) -> dict[str, str]:
   """torchvision's vgg16(_bn) module paths -> ours: its features are conv, [bn,] ReLU for each
   conv of our STAGES and a max pool after each stage."""
@@ -103,8 +144,13 @@ def _vgg16_modules(batch_norm: bool) -> dict[str, str]:
   return modules
 
 
+# Per arch, its backbone's module paths (all of them for the backbone-only archs).
 _BACKBONE_MODULES = {'mobilenet_v2': _mobilenet_v2_modules(), 'vgg16': _vgg16_modules(False),
-                     'vgg16_bn': _vgg16_modules(True)}
+                     'vgg16_bn': _vgg16_modules(True),
+                     'mobilenet_v3_large': _mobilenet_v3_modules('large', 'features'),
+                     'mobilenet_v3_small': _mobilenet_v3_modules('small', 'features'),
+                     'deeplabv3_mobilenet_v3_large': _mobilenet_v3_modules('large', 'backbone'),
+                     'lraspp_mobilenet_v3_large': _mobilenet_v3_modules('large', 'backbone')}
 
 
 def our_module(torch_module: str, arch: str) -> str | None:
@@ -112,10 +158,10 @@ def our_module(torch_module: str, arch: str) -> str | None:
   None for one that `arch` leaves out (LEFT_OUT)."""
   if arch in LEFT_OUT and re.fullmatch(LEFT_OUT[arch][0], torch_module):
     return None
-  if arch in BACKBONE_ONLY:
-    ours = _BACKBONE_MODULES[arch].get(torch_module)
-  else:
-    matches = ((re.fullmatch(pattern, torch_module), rule) for pattern, rule in _RESNET_RULES)
+  ours = _BACKBONE_MODULES.get(arch, {}).get(torch_module)
+  if ours is None and arch not in BACKBONE_ONLY:
+    rules = _LRASPP_RULES if arch in LRASPP else _DEEPLABV3_RULES
+    matches = ((re.fullmatch(pattern, torch_module), rule) for pattern, rule in rules)
     ours = next((rule(match) for match, rule in matches if match), None)
   if ours is None:
     raise ValueError(f'no counterpart in our {arch} for torchvision module {torch_module!r}')
@@ -149,22 +195,31 @@ def our_leaf(torch_key: str, value: np.ndarray, arch: str) -> tuple[str, np.ndar
 
 
 def model_config(arch: str, num_classes: int, aux_head: bool = False) -> ml_collections.ConfigDict:
-  """Our `config.model` for torchvision's `deeplabv3_resnet50/101` (arch names as in ARCHS)."""
+  """Our `config.model` for torchvision's segmentation model `arch` (one of SEGMENTATION)."""
   config = defaults.get_config().model
-  config.architecture = 'deeplabv3'
-  config.backbone = DEEPLABV3[arch]
+  config.backbone = SEGMENTATION[arch]
   config.num_classes = num_classes
-  config.output_stride = 8  # replace_stride_with_dilation=[False, True, True].
-  config.keep_rate_in_first_unit = True
-  config.multi_grid = (1, 1, 1)
+  config.align_corners = False
+  config.bn_momentum = 0.9  # PyTorch's momentum 0.1 weighs the new batch instead.
+  config.bn_epsilon = 1e-5  # The heads'; MobileNetV3 keeps its own 1e-3.
+  # MobileNetV3 with dilated=True: the last stage at rate 2, its first unit included.
+  config.output_stride = 16
+  if arch in LRASPP:
+    config.architecture = 'lraspp'
+    config.lraspp_features = 128
+    return config
+  config.architecture = 'deeplabv3'
+  resnet = config.backbone.startswith('resnet')
+  if resnet:
+    config.output_stride = 8  # replace_stride_with_dilation=[False, True, True].
+    config.keep_rate_in_first_unit = True
+    config.multi_grid = (1, 1, 1)
   config.atrous_rates = (12, 24, 36)
   config.aspp_features = 256
   config.dropout_rate = 0.5
   config.head_features = 256
-  config.aux_head_features = 256 if aux_head else 0
-  config.align_corners = False
-  config.bn_momentum = 0.9  # PyTorch's momentum 0.1 weighs the new batch instead.
-  config.bn_epsilon = 1e-5
+  # FCNHead: a quarter of its input's channels (ResNet's stage3: 1024, MobileNetV3's unit4: 40).
+  config.aux_head_features = (1024 if resnet else 40) // 4 if aux_head else 0
   return config
 
 
@@ -172,12 +227,12 @@ def create_torchvision_model(arch: str, num_classes: int | None = None,
                              aux_head: bool = False) -> nn.Module:
   """Our model with torchvision's architecture; ResNets keep their ImageNet classifier.
 
-  num_classes is that of the ResNet or DeepLabV3 classifier. The other backbones come alone,
-  at output stride 32 (no atrous convolution) like torchvision's.
+  num_classes is that of the ResNet, DeepLabV3 or LR-ASPP classifier. The other backbones come
+  alone, at output stride 32 (no atrous convolution) like torchvision's.
   """
   if arch not in ARCHS:
     raise ValueError(f'unknown arch {arch!r}; expected one of {ARCHS}')
-  if arch in DEEPLABV3:
+  if arch in SEGMENTATION:
     return create_model(model_config(arch, num_classes, aux_head))
   spec = backbones.get(BACKBONES[arch])
   classifier = {} if arch in BACKBONE_ONLY else {'num_classes': num_classes}
@@ -221,7 +276,9 @@ def convert(state_dict: Mapping[str, object], arch: str,
       raise ValueError(f"num_classes={num_classes}, but our {arch} has no classifier: DeepLab's "
                        'replaces the ImageNet one')
   else:
-    classifier_key = 'backbone.fc.weight' if arch in RESNETS else 'classifier.4.weight'
+    classifier_key = ('backbone.fc.weight' if arch in RESNETS else
+                      'classifier.high_classifier.weight' if arch in LRASPP else
+                      'classifier.4.weight')
     if classifier_key not in arrays:
       raise ValueError(f'not a torchvision {arch} state dict: it has no {classifier_key!r}')
     stored_classes = arrays[classifier_key].shape[0]

@@ -32,7 +32,7 @@ def local_batch_size(global_batch_size: int, process_count: int, key: str) -> in
   return global_batch_size // process_count
 
 
-def _decode(example: dict, info: DatasetInfo, config: ml_collections.ConfigDict):
+def decode(example: dict, info: DatasetInfo, config: ml_collections.ConfigDict):
   """(uint8 image, int32 label of class ids or the ignore value), the label map applied."""
   image = example[info.image_key]
   label = tf.cast(example[info.label_key], tf.int32)
@@ -84,7 +84,7 @@ def create_train_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
     return records.shuffle(config.shuffle_buffer_size, seed=epoch_seed)
 
   def preprocess(record, index):
-    image, label = _decode(builder.info.features.deserialize_example(record), info, config)
+    image, label = decode(builder.info.features.deserialize_example(record), info, config)
     example_seed = tf.stack([tf.constant(2 * process_seed, tf.int64), index])
     scale_seed, crop_seed, flip_seed = tf.unstack(
         tf.random.experimental.stateless_split(example_seed, 3))
@@ -133,7 +133,7 @@ def create_eval_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
   crop_size = tuple(config.eval_crop_size)
 
   def preprocess(example):
-    image, label = _decode(example, info, config)
+    image, label = decode(example, info, config)
     if image.shape[:2].is_fully_defined() and (image.shape[0] > crop_size[0] or
                                                image.shape[1] > crop_size[1]):
       raise ValueError(f'{info.name} images are {image.shape[0]}x{image.shape[1]}, larger than '

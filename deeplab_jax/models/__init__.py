@@ -1,4 +1,4 @@
-"""DeepLab models; `create_model(config.model)` builds any of them from a config."""
+"""DeepLab models, and LR-ASPP; `create_model(config.model)` builds any of them from a config."""
 
 import functools
 
@@ -13,13 +13,15 @@ from deeplab_jax.models.backbones import BACKBONES, Backbone, create_backbone
 from deeplab_jax.models.decoder import Decoder
 from deeplab_jax.models.deeplab import AuxiliaryHead, DeepLab, PyramidClassifier
 from deeplab_jax.models.layers import AtrousConv, ConvBN, SeparableConvBN, resize_bilinear
+from deeplab_jax.models.lraspp import LRASPP
 from deeplab_jax.models.mobilenet_v2 import MobileNetV2
+from deeplab_jax.models.mobilenet_v3 import MobileNetV3
 from deeplab_jax.models.normalization import Normalization
 from deeplab_jax.models.resnet import ResNet
 from deeplab_jax.models.vgg import VGG16, LargeFOV
 from deeplab_jax.models.xception import Xception65
 
-ARCHITECTURES = ('deeplabv1', 'deeplabv2', 'deeplabv3', 'deeplabv3plus')
+ARCHITECTURES = ('deeplabv1', 'deeplabv2', 'deeplabv3', 'deeplabv3plus', 'lraspp')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
@@ -86,10 +88,17 @@ def check_model_config(config: ml_collections.ConfigDict) -> None:
   normalization(config)
 
 
-def create_model(config: ml_collections.ConfigDict) -> DeepLab:
-  """Builds the DeepLab model described by `config` (the `model` section of a recipe)."""
+def create_model(config: ml_collections.ConfigDict) -> DeepLab | LRASPP:
+  """Builds the model described by `config` (the `model` section of a recipe)."""
   check_model_config(config)
   spec = backbones.get(config.backbone)
+  if config.architecture == 'lraspp':
+    return LRASPP(num_classes=config.num_classes, backbone=create_backbone(config),
+                  low_feature=spec.auxiliary, final_feature=spec.final,
+                  features=config.lraspp_features, align_corners=config.align_corners,
+                  normalization=normalization(config), bn_momentum=config.bn_momentum,
+                  bn_epsilon=config.bn_epsilon, freeze_batch_norm=config.freeze_batch_norm,
+                  dtype=compute_dtype(config.dtype))
   decoder = None
   if config.architecture == 'deeplabv3plus':
     decoder = functools.partial(Decoder, low_level_features=config.low_level_features,
@@ -105,7 +114,7 @@ def create_model(config: ml_collections.ConfigDict) -> DeepLab:
                  aux_feature=spec.auxiliary, final_feature=spec.final,
                  align_corners=config.align_corners, normalization=normalization(config),
                  bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon,
-                 dtype=compute_dtype(config.dtype))
+                 freeze_batch_norm=config.freeze_batch_norm, dtype=compute_dtype(config.dtype))
 
 
 def abstract_variables(model, image_size: tuple[int, int],

@@ -18,6 +18,7 @@ import ml_collections
 from deeplab_jax.config_error import ConfigError
 from deeplab_jax.models.layers import ModuleDef, conv_bn_factory
 from deeplab_jax.models.mobilenet_v2 import MobileNetV2
+from deeplab_jax.models.mobilenet_v3 import MobileNetV3
 from deeplab_jax.models.normalization import IMAGENET, SYMMETRIC, Normalization, normalize
 from deeplab_jax.models.resnet import RESNETS, ResNet
 from deeplab_jax.models.vgg import VGG16
@@ -27,10 +28,11 @@ from deeplab_jax.models.xception import Xception65
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
   """module(output_stride=, width=, conv=, **options) returns named features, among them
-  `low_level` (stride 4, for the v3+ decoder), `auxiliary` (for torchvision's auxiliary head)
-  and `final`. `options` names the `config.model` fields the module takes besides output stride
-  and width. batch_norm: whether its convolutions have BatchNorm (v1's fc6/fc7 follow it).
-  last_stage_units: a ResNet's, which `model.multi_grid` gives one rate each."""
+  `low_level` (stride 4, for the v3+ decoder), `auxiliary` (a middle one, for torchvision's
+  auxiliary head and LR-ASPP's low-level branch) and `final`. `options` names the
+  `config.model` fields the module takes besides output stride and width. batch_norm: whether
+  its convolutions have BatchNorm (v1's fc6/fc7 follow it). last_stage_units: a ResNet's, which
+  `model.multi_grid` gives one rate each."""
   module: Callable[..., nn.Module]
   low_level: str
   auxiliary: str
@@ -66,6 +68,11 @@ BACKBONES = {
     'xception65': BackboneSpec(Xception65, 'low_level', 'middle_flow', 'exit_flow', SYMMETRIC),
     'mobilenetv2': BackboneSpec(MobileNetV2, 'stage2', 'stage5', 'stage7', IMAGENET,
                                 'mobilenet_v2'),
+    # auxiliary: the first unit at stride 8, where torchvision's auxiliary head and LR-ASPP read.
+    'mobilenetv3_large': BackboneSpec(functools.partial(MobileNetV3, variant='large'), 'unit3',
+                                      'unit4', 'final', IMAGENET, 'mobilenet_v3_large'),
+    'mobilenetv3_small': BackboneSpec(functools.partial(MobileNetV3, variant='small'), 'unit1',
+                                      'unit2', 'final', IMAGENET, 'mobilenet_v3_small'),
 }
 
 

@@ -59,7 +59,8 @@ class DeepLab(nn.Module):
   before the classifier (torchvision's DeepLabHead). classifier_rates makes the classifier
   ASPP-L (DeepLab v2) instead of a 1x1 conv. aux_head_features > 0 adds torchvision's auxiliary
   head on `aux_feature`; its logits, at the input resolution, are sown into the 'intermediates'
-  collection as 'aux_logits'.
+  collection as 'aux_logits'. freeze_batch_norm: BatchNorm uses its running statistics in
+  training too (and leaves them as they are); dropout still trains.
   """
   num_classes: int
   backbone: ModuleDef
@@ -75,11 +76,13 @@ class DeepLab(nn.Module):
   normalization: Normalization = SYMMETRIC
   bn_momentum: float = 0.9997
   bn_epsilon: float = 1e-5
+  freeze_batch_norm: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
-    conv = conv_bn_factory(train, self.bn_momentum, self.bn_epsilon, self.dtype)
+    conv = conv_bn_factory(train and not self.freeze_batch_norm, self.bn_momentum,
+                           self.bn_epsilon, self.dtype)
     size = images.shape[1:3]
     x = normalize(images, self.normalization.mean_rgb, self.normalization.std_rgb)
     features = self.backbone(conv=conv, name='backbone')(x.astype(self.dtype))

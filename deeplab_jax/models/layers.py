@@ -182,21 +182,22 @@ def resize_axis(x: jax.Array, axis: int, out_size: int, align_corners: bool) -> 
   return jnp.einsum(equation, matrix, x, precision=lax.Precision.HIGHEST)
 
 
-def atrous_units(strides: Sequence[int], output_stride: int,
-                 input_stride: int = 1) -> list[tuple[int, int]]:
+def atrous_units(strides: Sequence[int], output_stride: int, input_stride: int = 1,
+                 keep_rate_in_first_unit: bool = True) -> list[tuple[int, int]]:
   """(stride, atrous rate) of each unit with nominal `strides`, capped at `output_stride`.
 
   TF DeepLab's rule for Xception and MobileNet: once the output stride is reached a unit keeps
   stride 1 and every later unit's rate grows by the stride it gave up; the unit that gives it up
-  still uses the rate before it. `input_stride` is the stride of the units' input.
+  still uses the rate before it, or already the grown one if not keep_rate_in_first_unit
+  (torchvision's MobileNetV3 `dilated=True`). `input_stride` is the stride of the units' input.
   """
   if output_stride not in (8, 16, 32):
     raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride}')
   units, current_stride, rate = [], input_stride, 1
   for stride in strides:
     if current_stride * stride > output_stride:
-      units.append((1, rate))
-      rate *= stride
+      previous_rate, rate = rate, rate * stride
+      units.append((1, previous_rate if keep_rate_in_first_unit else rate))
     else:
       units.append((stride, rate))
       current_stride *= stride
