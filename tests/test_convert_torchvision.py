@@ -256,14 +256,7 @@ def test_command_line_converts_mobilenet_v2_for_the_deeplab_recipe(tmp_path):
   assert 'model' not in json.loads((output / 'model.json').read_text())
 
   # configs/voc_mobilenetv2.py (DeepLabV3, mobile head) restores the whole backbone from it.
-  model = create_model(load_config('voc_mobilenetv2').model)
-  shapes = jax.eval_shape(functools.partial(
-      model.init, jax.random.key(0), jnp.zeros((1, 65, 65, 3)), train=False))
-  loaded = checkpointing.load_variables(str(output))
-  merged, report = pretrained.merge(dict(shapes), loaded)
-  for collection in ('params', 'batch_stats'):
-    jax.tree.map(np.testing.assert_array_equal, merged[collection]['backbone'],
-                 loaded[collection]['backbone'])
+  report = restore_backbone_into_recipe('voc_mobilenetv2', output)
   assert {path.split('/')[1] for path in report.left_at_init} == {'aspp', 'classifier'}
   assert not report.unused and not report.fresh_classifier
 
@@ -289,3 +282,17 @@ def test_a_pth_carrying_a_pickle_payload_is_refused_without_running_it(tmp_path)
   # Plain unpickling would have run it: the test's payload is real.
   torch.load(path, weights_only=False)
   assert marker.is_dir()
+
+
+def restore_backbone_into_recipe(recipe: str, output) -> pretrained.Report:
+  """Merges the converted variables in `output` into the model of configs/<recipe>.py, checks
+  that its whole backbone comes from them, and returns the merge's report."""
+  model = create_model(load_config(recipe).model)
+  shapes = jax.eval_shape(functools.partial(
+      model.init, jax.random.key(0), jnp.zeros((1, 65, 65, 3)), train=False))
+  loaded = checkpointing.load_variables(str(output))
+  merged, report = pretrained.merge(dict(shapes), loaded)
+  for collection in ('params', 'batch_stats'):
+    jax.tree.map(np.testing.assert_array_equal, merged[collection]['backbone'],
+                 loaded[collection]['backbone'])
+  return report

@@ -10,7 +10,6 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 import torch
 import torchvision
@@ -25,7 +24,8 @@ from deeplab_jax.models import BACKBONES, ConvBN, create_model
 from deeplab_jax.models.layers import atrous_units
 from deeplab_jax.models.mobilenet_v3 import UNITS
 from test_convert_torchvision import (assert_close, assert_logits_agree, convert_via_file, count,
-                                      nhwc, raw_and_normalised, torchvision_model)
+                                      nhwc, raw_and_normalised, restore_backbone_into_recipe,
+                                      torchvision_model)
 
 # The models compared with torchvision's run once: without LLVM's optimisations they compile in
 # half the time, and compute the same to float rounding (1e-7 here).
@@ -147,14 +147,7 @@ def test_imagenet_mobilenet_v3_large_converts_for_the_voc_recipe(tmp_path, capsy
   assert 'model' not in json.loads((output / 'model.json').read_text())
 
   # configs/voc_mobilenetv3.py restores its whole backbone from it.
-  model = create_model(load_config('voc_mobilenetv3').model)
-  shapes = jax.eval_shape(functools.partial(
-      model.init, jax.random.key(0), jnp.zeros((1, 65, 65, 3)), train=False))
-  loaded = checkpointing.load_variables(str(output))
-  merged, report = pretrained.merge(dict(shapes), loaded)
-  for collection in ('params', 'batch_stats'):
-    jax.tree.map(np.testing.assert_array_equal, merged[collection]['backbone'],
-                 loaded[collection]['backbone'])
+  report = restore_backbone_into_recipe('voc_mobilenetv3', output)
   assert {path.split('/')[1] for path in report.left_at_init} == {
       'aspp', 'head', 'classifier', 'aux_head'}
   assert not report.unused and not report.fresh_classifier
