@@ -69,16 +69,18 @@ def write_train_summaries(writer: metric_writers.MetricWriter, step: int,
   writer.write_scalars(step, {**scalars, 'train/skipped_steps': len(skipped)})
 
 
-# Keys whose change would make a resumed run train another model or on other data.
+# Keys whose change would make a resumed run train another model, on other data, or with an
+# optimizer state of another structure.
 RESUME_FIXED_KEYS = ('model.', 'dataset', 'folder.', 'train_split', 'crop_size', 'min_scale',
-                     'max_scale', 'flip', 'batch_size', 'ignore_label', 'seed')
+                     'max_scale', 'flip', 'batch_size', 'ignore_label', 'seed',
+                     'learning_rate_multipliers')
 
 
 def check_resumed(config: ml_collections.ConfigDict, workdir: str, manager, step: int,
                   params) -> None:
   """Fails before training if checkpoint `step` holds another model than `config`'s (abstract
   `params`), or if `config` differs from the workdir's config.json in a key that changes the
-  model or the data; logs the changes that are safe."""
+  model, the data or the optimizer state's structure; logs the changes that are safe."""
   path = tf.io.gfile.join(workdir, 'config.json')
   saved = {}
   if tf.io.gfile.exists(path):
@@ -99,9 +101,10 @@ def check_resumed(config: ml_collections.ConfigDict, workdir: str, manager, step
   if fixed:
     raise ConfigError(fixed[0], current.get(fixed[0]),
                       f'the checkpoints in {workdir} were trained with {saved.get(fixed[0])!r} '
-                      f'(its config.json); keys that change the model or the data cannot change '
-                      f'on resuming, and these do: {", ".join(fixed)}. Use another --workdir, '
-                      'or the saved value', saved.get(fixed[0]))
+                      f'(its config.json); keys that change the model, the data or the '
+                      f'optimizer state cannot change on resuming, and these do: '
+                      f'{", ".join(fixed)}. Use another --workdir, or the saved value',
+                      saved.get(fixed[0]))
   if changed:
     logging.info('Resuming with changed %s', ', '.join(
         f'{key}: {saved.get(key)!r} -> {current.get(key)!r}' for key in changed))

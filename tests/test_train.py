@@ -81,6 +81,11 @@ def test_train_evaluate_then_resume(shapes_dir, tmp_path, monkeypatch):
   with pytest.raises(ConfigError, match=r'config.batch_size=16: the checkpoints in .* were '
                      r'trained with 8 .* these do: batch_size\. .*e.g. --config.batch_size=8'):
     train.train_and_evaluate(other, workdir)
+  other = tiny_shapes_config(shapes_dir)
+  other.learning_rate_multipliers = (('classifier', 10.0),)  # Another optimizer state.
+  with pytest.raises(ConfigError, match=r"config.learning_rate_multipliers=.*'classifier', "
+                     r"10.0.*: the checkpoints in .* were trained with \[\] .*optimizer state"):
+    train.train_and_evaluate(other, workdir)
 
   monkeypatch.setattr(checkpointing, 'restore_latest', remember_restored)
   config.num_train_steps = 6  # Safe to change: allowed.
