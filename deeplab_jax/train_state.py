@@ -66,8 +66,9 @@ def parameter_multipliers(params, multipliers: Sequence[tuple[str, float]]):
            for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
   for pattern, _ in multipliers:
     if not any(re.search(pattern, name) for name in paths.values()):
+      example = next(iter(paths.values()))
       raise ConfigError('learning_rate_multipliers', multipliers,
-                        f'{pattern!r} matches no parameter path, e.g. {next(iter(paths.values()))!r}')
+                        f'{pattern!r} matches no parameter path, e.g. {example!r}')
   return jax.tree_util.tree_map_with_path(
       lambda path, _: next((float(multiplier) for pattern, multiplier in multipliers
                             if re.search(pattern, paths[path])), 1.0), params)
