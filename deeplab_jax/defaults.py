@@ -38,8 +38,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = model = ml_collections.ConfigDict()
   # 'deeplabv1', 'deeplabv2', 'deeplabv3', 'deeplabv3plus', or 'lraspp' (MobileNetV3's head).
   model.architecture = 'deeplabv3plus'
-  # resnet18/34/50/101 (with '_beta' for the three-conv stem), vgg16, vgg16_bn, xception65,
-  # mobilenetv2, mobilenetv3_large or mobilenetv3_small.
+  # resnet18/34/50/101 (with '_beta' for the three-conv stem), vgg16, vgg16_bn, xception41,
+  # xception65, mobilenetv2, mobilenetv3_large or mobilenetv3_small.
   model.backbone = 'resnet101'
   model.num_classes = 21  # Must match the dataset's.
   model.output_stride = 16

@@ -1,4 +1,4 @@
-"""VGG-16, Xception-65 and MobileNetV2: feature strides at every output stride, and parameter
+"""VGG-16, Xception-41/65 and MobileNetV2: feature strides at every output stride, and parameter
 counts against torchvision's models or the papers' architecture tables."""
 
 import functools
@@ -10,14 +10,14 @@ import torch
 import torchvision
 
 from deeplab_jax.models import BACKBONES as BACKBONE_REGISTRY
-from deeplab_jax.models import ConvBN, MobileNetV2, VGG16, Xception65
+from deeplab_jax.models import ConvBN, MobileNetV2, VGG16, Xception
 
 EVAL_CONV = ConvBN  # Inference: running statistics.
 # (module, its final feature, its stride-4 feature)
 BACKBONES = {
     'vgg16': (functools.partial(VGG16), 'pool5', 'pool2'),
     'vgg16_bn': (functools.partial(VGG16, batch_norm=True), 'pool5', 'pool2'),
-    'xception65': (functools.partial(Xception65), 'exit_flow', 'low_level'),
+    'xception65': (functools.partial(Xception), 'exit_flow', 'low_level'),
     'mobilenetv2': (functools.partial(MobileNetV2), 'stage7', 'stage2'),
 }
 
@@ -57,7 +57,8 @@ def test_mobilenet_v2_has_torchvisions_parameters_without_the_last_conv():
   assert param_count(MobileNetV2(conv=EVAL_CONV)) == torch_count(features[:-1])
 
 
-def test_xception65_parameters_follow_the_papers_table():
+@pytest.mark.parametrize('middle_blocks', [8, 16])
+def test_xception_parameters_follow_the_papers_table(middle_blocks):
   separable = lambda c_in, c_out: 9 * c_in + 2 * c_in + c_in * c_out + 2 * c_out
   conv_bn = lambda k, c_in, c_out: k * k * c_in * c_out + 2 * c_out
 
@@ -67,9 +68,9 @@ def test_xception65_parameters_follow_the_papers_table():
 
   want = conv_bn(3, 3, 32) + conv_bn(3, 32, 64)
   want += block(64, (128, 128, 128), True) + block(128, (256, 256, 256), True)
-  want += block(256, (728, 728, 728), True) + 16 * block(728, (728, 728, 728), False)
+  want += block(256, (728, 728, 728), True) + middle_blocks * block(728, (728, 728, 728), False)
   want += block(728, (728, 1024, 1024), True) + block(1024, (1536, 1536, 2048), False)
-  assert param_count(Xception65(conv=EVAL_CONV)) == want
+  assert param_count(Xception(middle_blocks=middle_blocks, conv=EVAL_CONV)) == want
 
 
 @pytest.mark.parametrize('name', sorted(BACKBONE_REGISTRY))

@@ -19,7 +19,7 @@ from deeplab_jax.models.mobilenet_v3 import MobileNetV3
 from deeplab_jax.models.normalization import Normalization
 from deeplab_jax.models.resnet import ResNet
 from deeplab_jax.models.vgg import VGG16, LargeFOV
-from deeplab_jax.models.xception import Xception65
+from deeplab_jax.models.xception import Xception
 
 ARCHITECTURES = ('deeplabv1', 'deeplabv2', 'deeplabv3', 'deeplabv3plus', 'lraspp')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}

@@ -22,7 +22,7 @@ from deeplab_jax.models.mobilenet_v3 import MobileNetV3
 from deeplab_jax.models.normalization import IMAGENET, SYMMETRIC, Normalization, normalize
 from deeplab_jax.models.resnet import RESNETS, ResNet
 from deeplab_jax.models.vgg import VGG16
-from deeplab_jax.models.xception import Xception65
+from deeplab_jax.models.xception import Xception
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +65,9 @@ BACKBONES = {
     'vgg16': BackboneSpec(VGG16, 'pool2', 'pool4', 'pool5', IMAGENET, 'vgg16', batch_norm=False),
     'vgg16_bn': BackboneSpec(functools.partial(VGG16, batch_norm=True), 'pool2', 'pool4', 'pool5',
                              IMAGENET, 'vgg16_bn'),
-    'xception65': BackboneSpec(Xception65, 'low_level', 'middle_flow', 'exit_flow', SYMMETRIC),
+    'xception41': BackboneSpec(functools.partial(Xception, middle_blocks=8), 'low_level',
+                               'middle_flow', 'exit_flow', SYMMETRIC),
+    'xception65': BackboneSpec(Xception, 'low_level', 'middle_flow', 'exit_flow', SYMMETRIC),
     'mobilenetv2': BackboneSpec(MobileNetV2, 'stage2', 'stage5', 'stage7', IMAGENET,
                                 'mobilenet_v2'),
     # auxiliary: the first unit at stride 8, where torchvision's auxiliary head and LR-ASPP read.

@@ -1,4 +1,5 @@
-"""Xception-65 as modified for DeepLab v3+ (aligned Xception), with an atrous output stride."""
+"""Xception-41 and -65 as modified for DeepLab v3+ (aligned Xception), with an atrous output
+stride. The two differ only in their number of middle-flow blocks (8 and 16)."""
 
 from collections.abc import Sequence
 
@@ -8,16 +9,18 @@ import jax
 from deeplab_jax.models.layers import (ConvBN, ModuleDef, SeparableConvBN, atrous_units,
                                        scaled_channels)
 
-# (name, channels of the three separable convs, stride, shortcut) of every Xception-65 block.
+# (name, channels of the three separable convs, stride, shortcut) of each block.
 ENTRY_FLOW = (('entry_block1', (128, 128, 128), 2, 'conv'),
               ('entry_block2', (256, 256, 256), 2, 'conv'),
               ('entry_block3', (728, 728, 728), 2, 'conv'))
-MIDDLE_FLOW = tuple((f'middle_block{index}', (728, 728, 728), 1, 'sum') for index in range(1, 17))
 EXIT_FLOW = (('exit_block1', (728, 1024, 1024), 2, 'conv'),
              ('exit_block2', (1536, 1536, 2048), 1, 'none'))
-XCEPTION65 = ENTRY_FLOW + MIDDLE_FLOW + EXIT_FLOW
-FLOW_ENDS = {'entry_block3': 'entry_flow', 'middle_block16': 'middle_flow',
-             'exit_block2': 'exit_flow'}
+
+
+def xception_blocks(middle_blocks: int) -> tuple:
+  middle_flow = tuple((f'middle_block{index}', (728, 728, 728), 1, 'sum')
+                      for index in range(1, middle_blocks + 1))
+  return ENTRY_FLOW + middle_flow + EXIT_FLOW
 
 
 class XceptionBlock(nn.Module):
@@ -56,15 +59,17 @@ class XceptionBlock(nn.Module):
     return y, hidden
 
 
-class Xception65(nn.Module):
-  """DeepLab v3+'s Xception-65: a two-conv stem (stride 2), entry flow (to stride 16), 16 middle
-  blocks, exit flow (to stride 32); separable convolutions stride instead of max pooling.
+class Xception(nn.Module):
+  """DeepLab v3+'s Xception: a two-conv stem (stride 2), entry flow (to stride 16),
+  `middle_blocks` middle blocks (16: Xception-65, 8: Xception-41), exit flow (to stride 32);
+  separable convolutions stride instead of max pooling.
 
   Returns 'stem', 'low_level' (entry block 2's second conv, stride 4), 'entry_flow',
   'middle_flow' and 'exit_flow'. width scales every channel count.
   """
   output_stride: int = 16
   width: float = 1.0
+  middle_blocks: int = 16
   conv: ModuleDef = ConvBN
 
   @nn.compact
@@ -73,13 +78,16 @@ class Xception65(nn.Module):
     x = self.conv(channels(32), 3, stride=2, name='stem_conv1')(x)
     x = self.conv(channels(64), 3, name='stem_conv2')(x)
     features = {'stem': x}
-    units = atrous_units([stride for _, _, stride, _ in XCEPTION65], self.output_stride,
+    blocks = xception_blocks(self.middle_blocks)
+    flow_ends = {'entry_block3': 'entry_flow', f'middle_block{self.middle_blocks}': 'middle_flow',
+                 'exit_block2': 'exit_flow'}
+    units = atrous_units([stride for _, _, stride, _ in blocks], self.output_stride,
                          input_stride=2)
-    for (name, depths, _, shortcut), (stride, rate) in zip(XCEPTION65, units):
+    for (name, depths, _, shortcut), (stride, rate) in zip(blocks, units):
       x, hidden = XceptionBlock(tuple(map(channels, depths)), stride, rate, shortcut, self.conv,
                                 name=name)(x)
       if name == 'entry_block2':
         features['low_level'] = hidden
-      if name in FLOW_ENDS:
-        features[FLOW_ENDS[name]] = x
+      if name in flow_ends:
+        features[flow_ends[name]] = x
     return features
