@@ -84,10 +84,10 @@ def shapes_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope='session')
 def tiny_checkpoint(shapes_dir, tmp_path_factory):
-  """(config, workdir) of the tiny shapes model trained for one step, checkpoint included."""
+  """(config, workdir) of the tiny shapes model trained for its 4 steps, checkpoints included
+  (the same programs as other tests' tiny runs: compiled once, in the shared XLA cache)."""
   from deeplab_jax import train  # pylint: disable=g-import-not-at-top
   config = tiny_shapes_config(shapes_dir)
-  config.num_train_steps = 1
   workdir = str(tmp_path_factory.mktemp('tiny_checkpoint'))
   train.train_and_evaluate(config, workdir)
   return config, workdir

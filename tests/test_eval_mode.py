@@ -40,19 +40,18 @@ def numpy_evaluation(config, workdir, step) -> float:
 
 def test_eval_mode_evaluates_the_checkpoint(shapes_dir, tmp_path):
   config = tiny_shapes_config(shapes_dir)
-  config.num_train_steps = 2
   workdir = str(tmp_path / 'work')
-  train.train_and_evaluate(config, workdir)
+  train.train_and_evaluate(config, workdir)  # Checkpoints and evaluations at steps 2 and 4.
 
-  summary = evaluate.evaluate_checkpoint(config, workdir)  # The latest: step 2.
-  with open(os.path.join(workdir, 'eval', '2.json')) as file:
+  summary = evaluate.evaluate_checkpoint(config, workdir)  # The latest: step 4.
+  with open(os.path.join(workdir, 'eval', '4.json')) as file:
     saved = json.load(file)
-  assert saved['step'] == 2 and saved['split'] == config.eval_split
+  assert saved['step'] == 4 and saved['split'] == config.eval_split
   assert saved['num_images'] == 20  # validation[:20], padded to 3 batches of 8.
   assert saved['mean_iou'] == pytest.approx(summary['mean_iou'])
   assert set(saved) >= {'pixel_accuracy', 'iou/background', 'iou/circle', 'iou/square',
                         'iou/triangle'}
-  assert summary['mean_iou'] == pytest.approx(numpy_evaluation(config, workdir, 2), abs=1e-3)
+  assert summary['mean_iou'] == pytest.approx(numpy_evaluation(config, workdir, 4), abs=1e-3)
 
   config.eval.scales, config.eval.flip = (0.75, 1.0, 1.25), True
   config.eval.checkpoint_step = 2
@@ -60,5 +59,5 @@ def test_eval_mode_evaluates_the_checkpoint(shapes_dir, tmp_path):
   assert 0 <= multi_scale['mean_iou'] <= 1 and 0 <= multi_scale['pixel_accuracy'] <= 1
 
   config.eval.checkpoint_step = 7
-  with pytest.raises(ValueError, match=r'No checkpoint of step 7 .* there are \[2\]'):
+  with pytest.raises(ValueError, match=r'No checkpoint of step 7 .* there are \[2, 4\]'):
     evaluate.evaluate_checkpoint(config, workdir)
