@@ -107,10 +107,21 @@ class Backbone(nn.Module):
   normalization: Normalization = IMAGENET
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
+  freeze_batch_norm: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
-    x = normalize(images, self.normalization.mean_rgb, self.normalization.std_rgb)
-    conv = conv_bn_factory(train, self.bn_momentum, self.bn_epsilon, self.dtype)
-    return self.backbone(conv=conv, name='backbone')(x.astype(self.dtype))
+    return backbone_features(self, images, train)[1]
+
+
+def backbone_features(model: nn.Module, images: jax.Array,
+                      train: bool) -> tuple[ModuleDef, dict[str, jax.Array]]:
+  """(ConvBN factory, features) of `model`'s backbone on raw `images`, called from the compact
+  method of `model` (a Backbone, DeepLab or LRASPP, which all hold the fields read here): the
+  pixels normalised and cast to the compute dtype, BatchNorm in training form when `train` and
+  not frozen. The heads build their convolutions with the same factory."""
+  conv = conv_bn_factory(train and not model.freeze_batch_norm, model.bn_momentum,
+                         model.bn_epsilon, model.dtype)
+  x = normalize(images, model.normalization.mean_rgb, model.normalization.std_rgb)
+  return conv, model.backbone(conv=conv, name='backbone')(x.astype(model.dtype))

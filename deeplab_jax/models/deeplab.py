@@ -11,9 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeplab_jax.models.layers import (AtrousConv, ConvBN, ModuleDef, conv_bn_factory,
-                                       resize_bilinear)
-from deeplab_jax.models.normalization import SYMMETRIC, Normalization, normalize
+from deeplab_jax.models.backbones import backbone_features
+from deeplab_jax.models.layers import AtrousConv, ConvBN, ModuleDef, resize_bilinear
+from deeplab_jax.models.normalization import SYMMETRIC, Normalization
 
 
 def classifier(num_classes: int, dtype: Any, name: str, kernel_size: int = 1,
@@ -81,11 +81,8 @@ class DeepLab(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
-    conv = conv_bn_factory(train and not self.freeze_batch_norm, self.bn_momentum,
-                           self.bn_epsilon, self.dtype)
     size = images.shape[1:3]
-    x = normalize(images, self.normalization.mean_rgb, self.normalization.std_rgb)
-    features = self.backbone(conv=conv, name='backbone')(x.astype(self.dtype))
+    conv, features = backbone_features(self, images, train)
     x = features[self.final_feature]
     if self.context is not None:
       x = self.context(conv=conv)(x, train)

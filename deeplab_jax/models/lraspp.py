@@ -7,9 +7,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from deeplab_jax.models.backbones import backbone_features
 from deeplab_jax.models.deeplab import classifier
-from deeplab_jax.models.layers import AtrousConv, ModuleDef, conv_bn_factory, resize_bilinear
-from deeplab_jax.models.normalization import IMAGENET, Normalization, normalize
+from deeplab_jax.models.layers import AtrousConv, ModuleDef, resize_bilinear
+from deeplab_jax.models.normalization import IMAGENET, Normalization
 
 
 class LRASPP(nn.Module):
@@ -35,10 +36,7 @@ class LRASPP(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
-    conv = conv_bn_factory(train and not self.freeze_batch_norm, self.bn_momentum,
-                           self.bn_epsilon, self.dtype)
-    x = normalize(images, self.normalization.mean_rgb, self.normalization.std_rgb)
-    features = self.backbone(conv=conv, name='backbone')(x.astype(self.dtype))
+    conv, features = backbone_features(self, images, train)
     low, high = features[self.low_feature], features[self.final_feature]
     x = conv(self.features, 1, name='projection')(high)
     gate = AtrousConv(self.features, 1, dtype=self.dtype, name='gate')(
