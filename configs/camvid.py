@@ -41,6 +41,7 @@ def get_config():
   config.batch_size = 8
   config.num_train_steps = 1_000
   config.learning_rate = 0.05
+  config.warmup_steps = 200  # As configs/folder.py, with which the baseline ran.
   config.eval_batch_size = 8
   config.eval_every_steps = 500
   config.checkpoint_every_steps = 250
