@@ -18,6 +18,7 @@ EXIT_FLOW = (('exit_block1', (728, 1024, 1024), 2, 'conv'),
 
 
 def xception_blocks(middle_blocks: int) -> tuple:
+  """Every block of the Xception with `middle_blocks` middle-flow blocks, input to output."""
   middle_flow = tuple((f'middle_block{index}', (728, 728, 728), 1, 'sum')
                       for index in range(1, middle_blocks + 1))
   return ENTRY_FLOW + middle_flow + EXIT_FLOW
