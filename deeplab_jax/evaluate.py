@@ -112,7 +112,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   Writes the summary to TensorBoard under <workdir>/eval and to <workdir>/eval/<step>.json.
   """
-  info, builder, mesh = experiment.prepare(config)
+  info, builder, mesh = experiment.prepare(config, splits=(config.eval_split,))
   experiment.check_workdir(workdir)
   model, variables, step = checkpointing.restore_model(config, workdir, mesh)
   evaluator = Evaluator(config, info, builder, model, mesh)

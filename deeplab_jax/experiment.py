@@ -1,7 +1,7 @@
 """What training and evaluation start from: the config checked against its dataset, the dataset
 prepared (by one process), and the device mesh."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 import io
 from typing import TypeVar
 
@@ -91,17 +91,19 @@ def check_workdir(workdir: str) -> None:
                     '!' * 80, workdir, jax.process_count(), '!' * 80)
 
 
-def prepare_dataset(config: ml_collections.ConfigDict) -> tuple[datasets.DatasetInfo,
-                                                                tfds.core.DatasetBuilder]:
-  """(the dataset's info, its TFDS builder), built in `config.data_dir` if it is not yet."""
+def prepare_dataset(config: ml_collections.ConfigDict, splits: Collection[str] | None = None
+                    ) -> tuple[datasets.DatasetInfo, tfds.core.DatasetBuilder]:
+  """(the dataset's info, its TFDS builder of `splits`, by default the train and eval splits),
+  built in `config.data_dir` if it is not yet."""
   info = datasets.get(config.dataset, config.folder)
-  return info, datasets.prepare_builder(info, config.data_dir, config.manual_dir)
+  splits = (config.train_split, config.eval_split) if splits is None else splits
+  return info, datasets.prepare_builder(info, config.data_dir, config.manual_dir, splits)
 
 
-def prepare(config: ml_collections.ConfigDict) -> tuple[datasets.DatasetInfo,
-                                                        tfds.core.DatasetBuilder,
-                                                        jax.sharding.Mesh]:
-  """(dataset info, its prepared TFDS builder, the device mesh), after checking the config.
+def prepare(config: ml_collections.ConfigDict, splits: Collection[str] | None = None
+            ) -> tuple[datasets.DatasetInfo, tfds.core.DatasetBuilder, jax.sharding.Mesh]:
+  """(dataset info, its prepared TFDS builder of `splits` (default: train and eval), the device
+  mesh), after checking the config.
 
   With several processes, process 0 builds a missing dataset while the others wait, so that
   they never write the same data_dir at once.
@@ -112,7 +114,8 @@ def prepare(config: ml_collections.ConfigDict) -> tuple[datasets.DatasetInfo,
   mesh = sharding.create_mesh()
   logging.info('Mesh: %s over %d devices (%d processes)', dict(mesh.shape), jax.device_count(),
                jax.process_count())
-  _, builder = first_process_first(lambda: prepare_dataset(config), 'dataset prepared')
+  _, builder = first_process_first(lambda: prepare_dataset(config, splits),
+                                   'dataset prepared')
   check_eval_crop(config, info, builder)
   return info, builder, mesh
 

@@ -138,8 +138,41 @@ def fixture_offline(monkeypatch):
   monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract', no_download)
 
 
-def prepare(tmp_path: pathlib.Path, manual_dir: str) -> tfds.core.DatasetBuilder:
-  return datasets.prepare_builder(datasets.get('voc2012'), str(tmp_path / 'tfds'), manual_dir)
+def prepare(tmp_path: pathlib.Path, manual_dir: str,
+            splits: tuple[str, ...] = ('train_aug',)) -> tfds.core.DatasetBuilder:
+  return datasets.prepare_builder(datasets.get('voc2012'), str(tmp_path / 'tfds'), manual_dir,
+                                  splits)
+
+
+def write_test_archive(manual_dir: pathlib.Path) -> dict[str, np.ndarray]:
+  """VOC2012test.tar as the evaluation server's: JPEGs and the segmentation test list."""
+  rng = np.random.default_rng(2)
+  root = manual_dir.parent / 'test' / 'VOCdevkit' / 'VOC2012'
+  images = {'2008_000001': smooth_image(rng, 26, 34), '2010_000002': smooth_image(rng, 30, 22)}
+  for stem, image in images.items():
+    save_jpeg(image, root / 'JPEGImages' / f'{stem}.jpg')
+  (root / 'ImageSets' / 'Segmentation').mkdir(parents=True)
+  (root / 'ImageSets' / 'Segmentation' / 'test.txt').write_text(''.join(
+      f'{stem}\n' for stem in images))
+  with tarfile.open(manual_dir / voc.TEST_ARCHIVE, 'w') as archive:
+    archive.add(manual_dir.parent / 'test' / 'VOCdevkit', arcname='VOCdevkit')
+  return images
+
+
+def assert_split_holds(builder: tfds.core.DatasetBuilder, split: str,
+                       expected: dict[str, tuple[np.ndarray, np.ndarray]]):
+  """The split holds exactly `expected`: {stem: (image, label)}; JPEG changes pixels a little."""
+  assert builder.info.splits[split].num_examples == len(expected), split
+  examples = list(tfds.as_numpy(builder.as_dataset(split)))
+  assert sorted(x['file_name'].decode() for x in examples) == sorted(expected), split
+  for example in examples:
+    stem = example['file_name'].decode()
+    image, label = expected[stem]
+    np.testing.assert_array_equal(example['segmentation_mask'][..., 0], label,
+                                  err_msg=f'{split}/{stem}')
+    assert example['image'].shape == image.shape, f'{split}/{stem}'
+    error = np.abs(example['image'].astype(int) - image)
+    assert error.mean() < 2 and error.max() < 16, f'{split}/{stem}'
 
 
 def test_fake_sbd_labels_read_as_the_real_ones(tmp_path):
@@ -153,19 +186,61 @@ def test_fake_sbd_labels_read_as_the_real_ones(tmp_path):
 
 def test_splits_hold_what_was_written(tmp_path, offline):
   manual_dir, written = write_archives(tmp_path)
-  builder = prepare(tmp_path, manual_dir)
+  builder = prepare(tmp_path, manual_dir, ('train_aug', 'validation'))
+  assert builder.builder_config.name == 'voc_sbd'
   for split, expected in expected_splits(written).items():
-    assert builder.info.splits[split].num_examples == len(expected), split
-    examples = list(tfds.as_numpy(builder.as_dataset(split)))
-    assert sorted(x['file_name'].decode() for x in examples) == sorted(expected), split
-    for example in examples:
-      stem = example['file_name'].decode()
-      image, label = expected[stem]
-      np.testing.assert_array_equal(example['segmentation_mask'][..., 0], label,
-                                    err_msg=f'{split}/{stem}')
-      assert example['image'].shape == image.shape, f'{split}/{stem}'
-      error = np.abs(example['image'].astype(int) - image)
-      assert error.mean() < 2 and error.max() < 16, f'{split}/{stem}'
+    assert_split_holds(builder, split, expected)
+
+
+def test_voc_splits_need_only_the_voc_archive(tmp_path, offline):
+  manual_dir, written = write_archives(tmp_path)
+  os.remove(os.path.join(manual_dir, voc.SBD_ARCHIVE))
+  builder = prepare(tmp_path, manual_dir, ('train', 'validation'))
+  assert builder.builder_config.name == 'voc'
+  assert sorted(builder.info.splits) == ['train', 'trainval', 'validation']
+  for split, expected in expected_splits(written).items():
+    if split != 'train_aug':
+      assert_split_holds(builder, split, expected)
+
+
+def test_train_aug_without_sbd_names_it_and_builds_nothing(tmp_path, offline, monkeypatch):
+  monkeypatch.setattr(downloads, 'check_reachable', no_download)
+  manual_dir, _ = write_archives(tmp_path)
+  os.remove(os.path.join(manual_dir, voc.SBD_ARCHIVE))
+  with pytest.raises(datasets.DatasetUnavailableError) as error:
+    prepare(tmp_path, manual_dir, ('train_aug', 'validation'))
+  message = str(error.value)
+  assert f'{voc.SBD_ARCHIVE} not in the manual dir {manual_dir}' in message
+  assert voc.URLS[voc.SBD_ARCHIVE] in message
+  # Nothing half-way: no dataset files, and the VOC archive not even extracted (.config is TFDS's
+  # note of the builder's configs).
+  built = [path for path in (tmp_path / 'tfds').rglob('*')
+           if path.is_file() and '.config' not in path.parts]
+  assert built == [], built
+
+
+def test_test_split_from_the_server_archive(tmp_path, offline):
+  manual_dir, _ = write_archives(tmp_path)
+  images = write_test_archive(pathlib.Path(manual_dir))
+  builder = prepare(tmp_path, manual_dir, ('test',))
+  assert sorted(builder.info.splits) == ['test']
+  assert_split_holds(builder, 'test', {
+      stem: (image, np.full(image.shape[:2], voc.IGNORE_VALUE))  # Unlabelled: all void.
+      for stem, image in images.items()})
+
+
+def test_test_split_without_its_archive_says_where_to_get_it(tmp_path, offline):
+  manual_dir, _ = write_archives(tmp_path)
+  with pytest.raises(datasets.DatasetUnavailableError) as error:
+    prepare(tmp_path, manual_dir, ('test',))
+  message = str(error.value)
+  assert f'{voc.TEST_ARCHIVE} not in the manual dir {manual_dir}' in message
+  assert f'sign in at {voc.URLS[voc.TEST_ARCHIVE]}' in message
+
+
+def test_test_split_is_built_alone(tmp_path, offline):
+  with pytest.raises(datasets.DatasetUnavailableError, match='the test split is built alone'):
+    prepare(tmp_path, str(tmp_path), ('train', 'test'))
 
 
 @pytest.mark.parametrize('bad_label, message', [

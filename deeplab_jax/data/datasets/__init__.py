@@ -5,7 +5,7 @@ encoding is mapped once, at the input pipeline's edge, by its `label_map`. Impor
 package registers the TFDS builders that ship with deeplab_jax.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 import dataclasses
 from typing import Any
 
@@ -59,6 +59,8 @@ class DatasetInfo:
   name_key: str = 'file_name'  # Names an example in error messages.
   label_map: LabelMap | None = None  # Stored label values -> class ids / ignore.
   builder_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # The TFDS builder config holding the splits a run reads, where configs hold different splits.
+  builder_config: Callable[[Collection[str]], str] | None = None
 
   @property
   def num_classes(self) -> int:
@@ -72,7 +74,8 @@ DATASETS = {
         how_to_get='It is generated on this machine; nothing to fetch.'),
     'voc2012': DatasetInfo(
         name='voc2012', tfds_name='voc2012_segmentation', class_names=voc.CLASS_NAMES,
-        palette=palettes.pascal(len(voc.CLASS_NAMES)), how_to_get=voc.HOW_TO_GET),
+        palette=palettes.pascal(len(voc.CLASS_NAMES)), how_to_get=voc.HOW_TO_GET,
+        builder_config=voc.builder_config),
     'cityscapes': DatasetInfo(
         name='cityscapes', tfds_name='cityscapes/semantic_segmentation',
         class_names=cityscapes.CLASS_NAMES, palette=cityscapes.PALETTE,
@@ -119,11 +122,18 @@ def get(name: str, folder_spec: ml_collections.ConfigDict | None = None) -> Data
   return DATASETS[name]
 
 
-def prepare_builder(info: DatasetInfo, data_dir: str | None,
-                    manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
-  """The dataset's TFDS builder, built (generated, downloaded or read from `manual_dir`)."""
+def prepare_builder(info: DatasetInfo, data_dir: str | None, manual_dir: str | None = None,
+                    splits: Collection[str] = ()) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of the dataset's `splits` (those a run reads), built (generated,
+  downloaded or read from `manual_dir`)."""
+  kwargs = dict(info.builder_kwargs)
+  if info.builder_config:
+    try:
+      kwargs['config'] = info.builder_config(splits)
+    except ValueError as error:
+      raise DatasetUnavailableError(f'Dataset {info.name!r}: {error}') from None
   try:
-    builder = tfds.builder(info.tfds_name, data_dir=data_dir, **info.builder_kwargs)
+    builder = tfds.builder(info.tfds_name, data_dir=data_dir, **kwargs)
   except tfds.core.registered.DatasetNotFoundError as error:
     raise DatasetUnavailableError(
         f'Dataset {info.name!r} (TFDS {info.tfds_name!r}) is not available. '
