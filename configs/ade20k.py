@@ -4,6 +4,11 @@ Trains on the 20,210 training images and evaluates on the 2,000 validation image
 "other objects" (stored label 0) are ignored. The archive is downloaded when missing (see
 deeplab_jax/data/datasets/ade20k.py). Start from ImageNet weights: convert torchvision's
 ResNet-101 (see the README) and pass --config.init_from=DIR.
+
+Evaluation is mmsegmentation's protocol: each image resized, aspect ratio kept, to fit a long
+side of 2048 and a short side of 512 (a 2000 x 1500 photo runs at 683 x 512), the probabilities
+resized back and scored against the labels at the original resolution. No image is padded to
+2049 x 2049.
 """
 
 from deeplab_jax import defaults
@@ -15,12 +20,15 @@ def get_config():
   config.train_split = 'train'
   config.eval_split = 'validation'
   config.crop_size = (513, 513)
-  # The official TF recipe first resizes every image to a long side of 513; this library does
-  # not, so evaluation pads whole images to this size, which must hold the largest validation
-  # image. 2049 leaves room for long panoramas; an image that does not fit stops evaluation,
-  # naming it and its size. Lower it (k * 16 + 1) to your largest image to save compute.
-  config.eval_crop_size = (2049, 2049)
-  config.eval_batch_size = 8  # Large whole images: half the default.
+  # Evaluation follows mmsegmentation's ADE20K protocol: each image resized, aspect ratio kept,
+  # to fit a long side of 2048 and a short side of 512, and the probabilities resized back and
+  # scored at the original resolution. The model's frame is sized to the split (None): the
+  # least k * 16 + 1 holding every resized image. TF DeepLab's protocol instead resizes the
+  # long side to 513: --config.eval.resize=long_side --config.eval.resize_size='(513,)'
+  # --config.eval_crop_size='(513, 513)'.
+  config.eval.resize, config.eval.resize_size = 'fit_within', (2048, 512)
+  config.eval_crop_size = None
+  config.eval_batch_size = 8  # Probabilities at full size (150 classes): half the default.
   config.min_scale, config.max_scale = 0.5, 2.0
   config.flip = True
 

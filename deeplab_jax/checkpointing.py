@@ -167,7 +167,8 @@ def restore_model(config: ml_collections.ConfigDict, workdir: str,
   """(model, variables replicated on `mesh`, step) of checkpoint `config.eval.checkpoint_step`
   (default: the latest) of `workdir`, for evaluation, prediction and export."""
   model = create_model(config.model)
-  target = abstract_variables(model, tuple(config.eval_crop_size), sharding.replicated(mesh))
+  # The variables' shapes do not depend on the image size: any that the model takes will do.
+  target = abstract_variables(model, tuple(config.crop_size), sharding.replicated(mesh))
   variables, step = restore_variables(workdir, target, config.eval.checkpoint_step)
   return model, variables, step
 

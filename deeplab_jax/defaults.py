@@ -31,7 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.min_scale = 0.5  # Random scale range of training images.
   config.max_scale = 2.0
   config.flip = True  # Random horizontal flips when training.
-  config.eval_crop_size = (513, 513)  # Eval images are padded to this size (ignored padding).
+  # The frame the model evaluates in: each image (resized by eval.resize, if set) is padded to
+  # it. None: the least k * output_stride + 1 holding every image of eval_split.
+  config.eval_crop_size = (513, 513)
   config.shuffle_buffer_size = 1_000
 
   # Model: see deeplab_jax.models.create_model.
@@ -119,6 +121,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.flip = False  # Also average the prediction of the mirrored image.
   config.eval.window_size = ml_collections.config_dict.placeholder(tuple)  # Sliding windows.
   config.eval.window_stride = ml_collections.config_dict.placeholder(tuple)
+  # Evaluate each image resized, aspect ratio kept, and score the probabilities resized back at
+  # its own size: 'long_side' or 'short_side' to resize_size[0] pixels, or 'fit_within'
+  # (long, short) sides (see deeplab_jax/inference.py, resized_sizes).
+  config.eval.resize = ml_collections.config_dict.placeholder(str)
+  config.eval.resize_size = ml_collections.config_dict.placeholder(tuple)
   # DenseCRF post-processing (v1/v2's; see deeplab_jax/crf.py), for any model. Its parameters
   # are DeepLab v2's for VOC: kernel weights, standard deviations in pixels and colour levels.
   config.eval.crf = False

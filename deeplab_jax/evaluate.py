@@ -57,12 +57,18 @@ class Evaluator:
   def __init__(self, config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
                builder: tfds.core.DatasetBuilder, model, mesh: jax.sharding.Mesh):
     self.config, self.info, self.mesh = config, info, mesh
-    self.dataset, self.num_batches = input_pipeline.create_eval_dataset(config, info, builder)
+    image_frame, model_frame = experiment.eval_frames(config, info, builder)
+    self.dataset, self.num_batches = input_pipeline.create_eval_dataset(config, info, builder,
+                                                                        image_frame)
     predict_fn = inference.make_predict_fn(model, config)
+    if config.eval.resize:  # Scored at each image's own size.
+      predict_fn = inference.with_resizing(predict_fn, config.eval.resize,
+                                           config.eval.resize_size, model_frame,
+                                           config.model.align_corners)
     self.eval_step = jit_eval_step(
         make_eval_step(predict_fn, info.num_classes, config.ignore_label), mesh)
-    logging.info('Evaluation: %d batches of %d on split %r', self.num_batches,
-                 config.eval_batch_size, config.eval_split)
+    logging.info('Evaluation: %d batches of %d on split %r, the model at %s', self.num_batches,
+                 config.eval_batch_size, config.eval_split, model_frame)
 
   def run(self, variables,
           num_samples: int = 0) -> tuple[np.ndarray, int, dict[str, np.ndarray]]:

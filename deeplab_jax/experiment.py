@@ -2,6 +2,7 @@
 prepared (by one process), and the device mesh."""
 
 from collections.abc import Callable, Collection
+import functools
 import io
 from typing import TypeVar
 
@@ -10,9 +11,11 @@ from etils import epath
 import jax
 from jax.experimental import multihost_utils
 import ml_collections
+import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from deeplab_jax import inference
 from deeplab_jax import losses
 from deeplab_jax import models
 from deeplab_jax import schedules
@@ -36,10 +39,28 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError('init_from', config.init_from, 'is not a directory')
   stride = config.model.output_stride
   for key in ('crop_size', 'eval_crop_size'):
+    if key == 'eval_crop_size' and config[key] is None:  # Sized to the split.
+      continue
     if len(config[key]) != 2 or min(config[key]) < stride + 1:
       raise ConfigError(key, config[key], f'takes (height, width), each at least output_stride '
                         f'+ 1 = {stride + 1} (k * output_stride + 1 is best)',
                         (4 * stride + 1,) * 2)
+  check_eval_resize(config.eval)
+
+
+def check_eval_resize(eval_config: ml_collections.ConfigDict) -> None:
+  """Raises a ConfigError unless eval.resize and eval.resize_size name a resizing (or none)."""
+  resize, size = eval_config.resize, eval_config.resize_size
+  if resize is None:
+    return
+  if resize not in inference.RESIZE_MODES:
+    raise ConfigError('eval.resize', resize, f'is one of {inference.RESIZE_MODES} (or None)',
+                      'fit_within')
+  sides = 2 if resize == 'fit_within' else 1
+  if size is None or len(size) != sides or min(size) < 1:
+    example = (2048, 512) if sides == 2 else (513,)
+    raise ConfigError('eval.resize_size', size, f"eval.resize={resize!r} takes {sides} "
+                      'positive side(s) in pixels', example)
 
 
 def check_num_classes(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) -> None:
@@ -49,36 +70,62 @@ def check_num_classes(config: ml_collections.ConfigDict, info: datasets.DatasetI
                       f'dataset {info.name!r} has {info.num_classes} classes', info.num_classes)
 
 
-def largest_image(info: datasets.DatasetInfo, builder: tfds.core.DatasetBuilder,
-                  split: str) -> tuple[int, int, str]:
-  """(height, width, name) of the tallest and of the widest image of `split`: from the features'
-  fixed shape, else from each file's header (nothing is decoded)."""
+@functools.cache
+def _image_sizes(builder: tfds.core.DatasetBuilder, split: str, image_key: str,
+                 name_key: str) -> tuple[np.ndarray, tuple[str, ...]]:
+  examples = builder.as_dataset(split, decoders={image_key: tfds.decode.SkipDecoding()})
+  sizes, names = [], []
+  for example in tfds.as_numpy(examples):
+    with Image.open(io.BytesIO(example[image_key])) as image:
+      sizes.append(image.size[::-1])
+    names.append(example.get(name_key, b'an image').decode())
+  return np.array(sizes, np.int64).reshape(-1, 2), tuple(names)
+
+
+def image_sizes(info: datasets.DatasetInfo, builder: tfds.core.DatasetBuilder,
+                split: str) -> tuple[np.ndarray, tuple[str, ...]]:
+  """(int [N, 2] (height, width), names) of the images of `split`: from the features' fixed
+  shape (one row: every image), else from each file's header (nothing is decoded; read once)."""
   height, width = builder.info.features[info.image_key].shape[:2]
   if height is not None and width is not None:
-    return height, width, f'every {info.name} image'
-  height, width, name = 0, 0, 'no image'
-  examples = builder.as_dataset(split, decoders={info.image_key: tfds.decode.SkipDecoding()})
-  for example in tfds.as_numpy(examples):
-    with Image.open(io.BytesIO(example[info.image_key])) as image:
-      image_width, image_height = image.size
-    if image_height > height or image_width > width:
-      name = example.get(info.name_key, b'an image').decode()
-      height, width = max(height, image_height), max(width, image_width)
-  return height, width, name
+    return np.array([[height, width]]), (f'every {info.name} image',)
+  return _image_sizes(builder, split, info.image_key, info.name_key)
 
 
-def check_eval_crop(config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
-                    builder: tfds.core.DatasetBuilder) -> None:
-  """Raises a ConfigError unless config.eval_crop_size holds every image of config.eval_split."""
-  height, width, name = largest_image(info, builder, config.eval_split)
-  crop_height, crop_width = config.eval_crop_size
-  if height > crop_height or width > crop_width:
-    stride = config.model.output_stride
-    fits = tuple(-(-max(size, crop) // stride) * stride + 1 if size > crop else crop
-                 for size, crop in ((height, crop_height), (width, crop_width)))
-    raise ConfigError('eval_crop_size', tuple(config.eval_crop_size),
-                      f'{config.eval_split} of {info.name!r} holds images up to {height}x'
-                      f'{width} ({name}), and evaluation pads each to the crop', fits)
+def eval_frames(config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
+                builder: tfds.core.DatasetBuilder) -> tuple[tuple[int, int], tuple[int, int]]:
+  """(the frame eval images and labels are padded to, the frame the model runs in) for
+  config.eval_split.
+
+  The model's is config.eval_crop_size, which must hold every image as the model sees it
+  (resized, with config.eval.resize), else a ConfigError says what would; None is the least
+  k * output_stride + 1 that does. Without resizing the images' frame is the same; with it, the
+  largest image's size.
+  """
+  sizes, names = image_sizes(info, builder, config.eval_split)
+  if not len(sizes):
+    raise ValueError(f'{config.eval_split} of {info.name!r} holds no images')
+  resize = config.eval.resize
+  model_sizes = (np.asarray(inference.resized_sizes(sizes, resize, config.eval.resize_size))
+                 if resize else sizes)
+  stride = config.model.output_stride
+  if config.eval_crop_size is None:
+    model_frame = tuple(int(-(-(side - 1) // stride) * stride + 1)
+                        for side in model_sizes.max(axis=0))
+  else:
+    model_frame = tuple(config.eval_crop_size)
+    too_large = (model_sizes > model_frame).any(axis=1)
+    if too_large.any():
+      height, width = (int(side) for side in model_sizes.max(axis=0))
+      fits = tuple(-(-side // stride) * stride + 1 if side > crop else crop
+                   for side, crop in ((height, model_frame[0]), (width, model_frame[1])))
+      resized = f' resized by eval.resize={resize!r}' if resize else ''
+      raise ConfigError('eval_crop_size', model_frame,
+                        f'{config.eval_split} of {info.name!r} holds images up to {height}x'
+                        f'{width}{resized} ({names[int(np.argmax(too_large))]}), and '
+                        'evaluation pads each to the crop', fits)
+  image_frame = tuple(int(side) for side in sizes.max(axis=0)) if resize else model_frame
+  return image_frame, model_frame
 
 
 def check_workdir(workdir: str) -> None:
@@ -116,7 +163,7 @@ def prepare(config: ml_collections.ConfigDict, splits: Collection[str] | None = 
                jax.process_count())
   _, builder = first_process_first(lambda: prepare_dataset(config, splits),
                                    'dataset prepared')
-  check_eval_crop(config, info, builder)
+  eval_frames(config, info, builder)  # Checks eval_crop_size before anything trains.
   return info, builder, mesh
 
 

@@ -28,7 +28,7 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from deeplab_jax import checkpointing
-from deeplab_jax.config_error import one_line_errors
+from deeplab_jax.config_error import ConfigError, one_line_errors
 from deeplab_jax import inference
 from deeplab_jax import runtime
 from deeplab_jax import sharding
@@ -92,6 +92,9 @@ def export_savedmodel(config, model, variables, directory: str) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.config.eval_crop_size is None:
+    raise ConfigError('eval_crop_size', None, 'the export is compiled for one input size: name '
+                      'it', (513, 513))
   runtime.initialize()
   model, variables, step = checkpointing.restore_model(FLAGS.config, FLAGS.workdir,
                                                        sharding.create_mesh())

@@ -6,7 +6,9 @@ an image larger than `window_size` with `window_stride`; overlapping logits are 
 With a `crf`, the averaged probabilities are refined by the dense CRF (`deeplab_jax.crf`) on the
 RGB pixels. Every shape is static, so the whole thing compiles into one XLA program.
 
-`make_predict_fn` is the one prediction of a model that evaluation, `predict` and `export` share.
+`make_predict_fn` is the one prediction of a model that evaluation, `predict` and `export` share;
+`with_resizing` runs it on each image resized (TF DeepLab's and mmsegmentation's evaluation
+protocols) and scores the probabilities resized back at the image's own size.
 """
 
 from collections.abc import Callable, Sequence
@@ -22,6 +24,7 @@ from deeplab_jax.models.layers import resize_bilinear
 from deeplab_jax.models.normalization import boxes_from_sizes, fill_padding
 
 LogitsFn = Callable[[jax.Array], jax.Array]  # NHWC images -> NHWC logits, same size.
+RESIZE_MODES = ('long_side', 'short_side', 'fit_within')
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -135,3 +138,78 @@ def make_predict_fn(model, config: ml_collections.ConfigDict) -> Callable:
     return predict(logits_fn, pixels, sizes=sizes, **options)
 
   return predict_fn
+
+
+def resized_sizes(sizes, mode: str, target: Sequence[int]) -> jax.Array:
+  """int32 [..., 2] (height, width) of images of `sizes` resized with their aspect ratio kept.
+
+  mode 'long_side' or 'short_side': that side becomes target[0] pixels (TF DeepLab evaluates
+  ADE20K at a long side of 513). 'fit_within': the largest size whose long side is at most
+  max(target) and short side at most min(target), whichever way the image is turned
+  (mmsegmentation's keep-ratio Resize to (2048, 512)). Sides round half up, to 1 at least.
+  """
+  sizes = jnp.asarray(sizes, jnp.float32)
+  long_side, short_side = sizes.max(axis=-1), sizes.min(axis=-1)
+  if mode == 'long_side':
+    scale = target[0] / long_side
+  elif mode == 'short_side':
+    scale = target[0] / short_side
+  elif mode == 'fit_within':
+    scale = jnp.minimum(max(target) / long_side, min(target) / short_side)
+  else:
+    raise ValueError(f'resize mode {mode!r}: expected one of {RESIZE_MODES}')
+  return jnp.maximum(jnp.floor(sizes * scale[..., None] + 0.5), 1).astype(jnp.int32)
+
+
+def _resize_axis_to_lengths(x: jax.Array, axis: int, lengths: jax.Array,
+                            new_lengths: jax.Array, out_size: int,
+                            align_corners: bool) -> jax.Array:
+  """Along `axis` of NHWC `x`, image b's first lengths[b] entries linearly resampled to
+  new_lengths[b] entries, in a frame of `out_size`; past them the last entry repeats."""
+  old = lengths.astype(jnp.float32)[:, None]
+  new = new_lengths.astype(jnp.float32)[:, None]
+  position = jnp.minimum(jnp.arange(out_size, dtype=jnp.float32)[None], new - 1)
+  if align_corners:
+    source = position * (old - 1) / jnp.maximum(new - 1, 1)
+  else:
+    source = (position + 0.5) * old / new - 0.5
+  source = jnp.clip(source, 0, old - 1)
+  low = jnp.floor(source)
+  fraction = source - low
+  low = low.astype(jnp.int32)
+  high = jnp.minimum(low + 1, lengths[:, None] - 1)
+  shape = [x.shape[0]] + [1] * (x.ndim - 1)
+  shape[axis] = out_size
+  take = lambda index: jnp.take_along_axis(x, index.reshape(shape), axis=axis)
+  fraction = fraction.reshape(shape)
+  return take(low) * (1 - fraction) + take(high) * fraction
+
+
+def resize_to_sizes(x: jax.Array, sizes: jax.Array, new_sizes: jax.Array,
+                    frame: Sequence[int], align_corners: bool) -> jax.Array:
+  """float32 [B, *frame, C]: each image's top-left `sizes` ([B, 2]) region of NHWC `x`
+  bilinearly resized to its `new_sizes`, at the top left of the frame, the edge repeated after
+  it. The sizes are traced: one program serves images of every size."""
+  x = jnp.asarray(x, jnp.float32)
+  sizes, new_sizes = jnp.asarray(sizes, jnp.int32), jnp.asarray(new_sizes, jnp.int32)
+  for axis in (1, 2):
+    x = _resize_axis_to_lengths(x, axis, sizes[:, axis - 1], new_sizes[:, axis - 1],
+                                frame[axis - 1], align_corners)
+  return x
+
+
+def with_resizing(predict_fn: Callable, mode: str, target: Sequence[int],
+                  frame: Sequence[int], align_corners: bool) -> Callable:
+  """`predict_fn` (make_predict_fn's) run on each image resized by `resized_sizes(mode, target)`
+  into a `frame` (which must hold them), with its probabilities resized back: the same
+  signature and outputs, at the input's size, for scoring against the original labels."""
+
+  def resized_predict_fn(variables, images: jax.Array, sizes: jax.Array):
+    new_sizes = resized_sizes(sizes, mode, target)
+    resized = resize_to_sizes(images, sizes, new_sizes, frame, align_corners)
+    _, probabilities = predict_fn(variables, resized, new_sizes)
+    probabilities = resize_to_sizes(probabilities, new_sizes, sizes, images.shape[1:3],
+                                    align_corners)
+    return jnp.argmax(probabilities, axis=-1).astype(jnp.int32), probabilities
+
+  return resized_predict_fn

@@ -214,7 +214,7 @@ def test_config_fits_its_dataset(name, request):
   assert config.dataset == name
   assert config.model.num_classes == datasets.get(name).num_classes
   assert {config.train_split, config.eval_split} <= set(builder.info.splits)
-  for size in (*config.crop_size, *config.eval_crop_size):
+  for size in (*config.crop_size, *(config.eval_crop_size or ())):  # None: sized to the split.
     assert size % config.model.output_stride == 1  # k * output stride + 1.
 
 

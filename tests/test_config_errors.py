@@ -40,6 +40,14 @@ MISTAKES = [
      "--config.eval_crop_size='(65, 65)'"),
     ({'eval_crop_size': (33, 65)}, "config.eval_crop_size=(33, 65): validation[:20] of 'shapes' "
      'holds images up to 64x64 (every shapes image)', "--config.eval_crop_size='(65, 65)'"),
+    ({'eval.resize': 'long'}, "config.eval.resize='long': is one of ('long_side', 'short_side', "
+     "'fit_within') (or None)", '--config.eval.resize=fit_within'),
+    ({'eval.resize': 'fit_within', 'eval.resize_size': (513,)},
+     "config.eval.resize_size=(513,): eval.resize='fit_within' takes 2 positive side(s)",
+     "--config.eval.resize_size='(2048, 512)'"),
+    ({'eval.resize': 'long_side', 'eval.resize_size': (80,)},
+     "config.eval_crop_size=(65, 65): validation[:20] of 'shapes' holds images up to 80x80 "
+     "resized by eval.resize='long_side' (every shapes image)", "--config.eval_crop_size='(81, 81)'"),
 ]
 
 
@@ -48,7 +56,7 @@ def check(config):
   experiment.check_config(config)
   info = datasets.get(config.dataset, config.folder)
   experiment.check_num_classes(config, info)
-  experiment.check_eval_crop(config, info, datasets.prepare_builder(info, config.data_dir))
+  experiment.eval_frames(config, info, datasets.prepare_builder(info, config.data_dir))
 
 
 @pytest.mark.parametrize('overrides,error,suggestion', MISTAKES)

@@ -9,17 +9,20 @@ import numpy as np
 import pytest
 
 from conftest import tiny_shapes_config
+from test_inference import numpy_resize
 from deeplab_jax import checkpointing
 from deeplab_jax import evaluate
+from deeplab_jax import experiment
 from deeplab_jax import metrics
 from deeplab_jax import sharding
 from deeplab_jax import train
 from deeplab_jax.data import datasets
 
 
-def numpy_evaluation(config, workdir, step) -> float:
+def numpy_evaluation(config, workdir, step, long_side=None) -> float:
   """mIoU of checkpoint `step`, one example at a time, padded with the mean pixel as DeepLab
-  pads evaluation images."""
+  pads evaluation images; with `long_side`, each image resized to it and the probabilities
+  resized back (np.interp)."""
   config = config.copy_and_resolve_references()
   config.eval.checkpoint_step = step
   model, variables, _ = checkpointing.restore_model(config, workdir, sharding.create_mesh())
@@ -27,11 +30,19 @@ def numpy_evaluation(config, workdir, step) -> float:
   builder = datasets.prepare_builder(info, config.data_dir)
   matrix = np.zeros((4, 4), np.int64)
   apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  align_corners = config.model.align_corners
   for example in builder.as_dataset(config.eval_split).as_numpy_iterator():
-    height, width = example['image'].shape[:2]
+    image = example['image'].astype(np.float64)
+    height, width = size = image.shape[:2]
+    if long_side:
+      scale = long_side / max(size)
+      size = tuple(int(np.floor(side * scale + 0.5)) for side in size)
+      image = numpy_resize(image, size, align_corners)
     padded = np.full((*config.eval_crop_size, 3), 127.5, np.float32)  # The recipe's mean pixel.
-    padded[:height, :width] = example['image']
-    logits = np.asarray(apply(variables, padded[None]))[0, :height, :width]
+    padded[:size[0], :size[1]] = image
+    logits = np.asarray(apply(variables, padded[None]))[0, :size[0], :size[1]]
+    if long_side:
+      logits = numpy_resize(np.asarray(jax.nn.softmax(logits)), (height, width), align_corners)
     label = example['segmentation_mask'][..., 0].astype(np.int64)
     valid = label != 255
     np.add.at(matrix, (label[valid], logits.argmax(-1)[valid]), 1)
@@ -61,3 +72,18 @@ def test_eval_mode_evaluates_the_checkpoint(shapes_dir, tmp_path):
   config.eval.checkpoint_step = 7
   with pytest.raises(ValueError, match=r'No checkpoint of step 7 .* there are \[2, 4\]'):
     evaluate.evaluate_checkpoint(config, workdir)
+
+
+def test_eval_of_resized_images_larger_than_the_crop(tiny_checkpoint):
+  """The 64 x 64 images at a long side of 40, in a 49 x 49 crop, scored at 64 x 64."""
+  config, workdir = tiny_checkpoint
+  config = config.copy_and_resolve_references()
+  config.eval.resize, config.eval.resize_size = 'long_side', (40,)
+  config.eval_crop_size = (49, 49)
+  summary = evaluate.evaluate_checkpoint(config, workdir)
+  assert summary['mean_iou'] == pytest.approx(
+      numpy_evaluation(config, workdir, 4, long_side=40), abs=1e-3)
+  config.eval_crop_size = None  # Sized to the split: the least k * 16 + 1 holding 40.
+  info = datasets.get('shapes')
+  assert experiment.eval_frames(config, info, datasets.prepare_builder(
+      info, config.data_dir)) == ((64, 64), (49, 49))

@@ -225,6 +225,6 @@ def test_an_eval_crop_smaller_than_a_validation_image_is_named_before_training(t
   with pytest.raises(ConfigError, match=r"^config.eval_crop_size=\(33, 33\): val of .* holds "
                      r"images up to 40x50 \(val/images/(tall.png|wide.jpg)\), and evaluation "
                      r"pads each to the crop; e.g. --config.eval_crop_size='\(49, 65\)'$"):
-    experiment.check_eval_crop(config, info, builder)
+    experiment.eval_frames(config, info, builder)
   config.eval_crop_size = (49, 65)
-  experiment.check_eval_crop(config, info, builder)
+  experiment.eval_frames(config, info, builder)

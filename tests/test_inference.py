@@ -132,3 +132,62 @@ def test_eval_crf_config_gives_the_crf_options():
   config.eval.crf_params.sigma = 1.0
   with pytest.raises(ValueError, match=r"config.eval.crf_params: unknown \['sigma'\]"):
     inference.inference_options(config)
+
+
+def numpy_resize(x: np.ndarray, size, align_corners: bool) -> np.ndarray:
+  """[H, W, C] `x` linearly interpolated to `size` by np.interp, one axis at a time: align
+  corners, or half-pixel centres with the edges held."""
+  for axis, new in enumerate(size):
+    old = x.shape[axis]
+    position = np.arange(new, dtype=np.float64)
+    source = (position * (old - 1) / max(new - 1, 1) if align_corners else
+              (position + 0.5) * old / new - 0.5)
+    x = np.apply_along_axis(lambda line: np.interp(source, np.arange(old), line), axis, x)
+  return x
+
+
+@pytest.mark.parametrize('mode, target, want', [
+    ('long_side', (513,), [[385, 513], [513, 385], [513, 52]]),
+    ('short_side', (300,), [[300, 400], [400, 300], [2960, 300]]),
+    # mmsegmentation's (2048, 512): the short side reaches 512 unless the long one hits 2048.
+    ('fit_within', (2048, 512), [[512, 683], [683, 512], [2048, 208]]),
+])
+def test_resized_sizes_keep_the_aspect_ratio(mode, target, want):
+  sizes = [[1500, 2000], [2000, 1500], [1480, 150]]
+  np.testing.assert_array_equal(inference.resized_sizes(sizes, mode, target), want)
+
+
+@pytest.mark.parametrize('align_corners', [True, False])
+def test_resize_to_sizes_is_bilinear_resizing_of_each_image(align_corners):
+  x = np.asarray(images((2, 20, 30, 3)))
+  sizes, new_sizes = np.array([[20, 30], [11, 7]]), np.array([[9, 41], [25, 13]])
+  resized = np.asarray(inference.resize_to_sizes(x, sizes, new_sizes, (26, 44), align_corners))
+  assert resized.shape == (2, 26, 44, 3)
+  for image, (height, width), (new_height, new_width) in zip(x, sizes, new_sizes):
+    want = numpy_resize(image[:height, :width], (new_height, new_width), align_corners)
+    np.testing.assert_allclose(resized[0 if height == 20 else 1, :new_height, :new_width], want,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize('align_corners', [True, False])
+def test_with_resizing_predicts_on_the_resized_image_and_scores_at_its_size(align_corners):
+  """A reference of resize -> a one-convolution model -> resize back, per image in numpy."""
+  kernel = random_kernel(3)
+  predict_fn = lambda variables, x, sizes: inference.predict(conv_model(kernel), x)
+  frame = (17, 17)
+  resized_fn = inference.with_resizing(predict_fn, 'long_side', (16,), frame, align_corners)
+  x = np.asarray(images((2, 40, 30, 3)))
+  sizes = np.array([[40, 30], [21, 29]])  # -> 16 x 12 and 12 x 16.
+  labels, probabilities = resized_fn(None, x, sizes)
+  assert labels.shape == (2, 40, 30) and probabilities.shape == (2, 40, 30, NUM_CLASSES)
+  for index, (height, width) in enumerate(sizes):
+    small_size = np.asarray(inference.resized_sizes((height, width), 'long_side', (16,)))
+    small = numpy_resize(x[index, :height, :width], small_size, align_corners)
+    # The frame past the image repeats its edge (make_predict_fn then fills it with the mean).
+    small = np.pad(small, [(0, frame[0] - small_size[0]), (0, frame[1] - small_size[1]),
+                           (0, 0)], mode='edge')
+    logits = np.asarray(conv_model(kernel)(small[None].astype(np.float32)))[0]
+    small_probabilities = np.asarray(jax.nn.softmax(logits[:small_size[0], :small_size[1]]))
+    want = numpy_resize(small_probabilities, (height, width), align_corners)
+    np.testing.assert_allclose(probabilities[index, :height, :width], want, atol=1e-5)
+    np.testing.assert_array_equal(labels[index, :height, :width], want.argmax(-1))

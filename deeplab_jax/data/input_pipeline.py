@@ -12,7 +12,7 @@ so that every example of the split is counted exactly once whatever the batch si
 of processes.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 import math
 
 import jax
@@ -118,9 +118,11 @@ def num_eval_batches(num_examples: int, eval_batch_size: int, process_count: int
 
 
 def create_eval_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
-                        builder: tfds.core.DatasetBuilder, *, process_index: int | None = None,
+                        builder: tfds.core.DatasetBuilder, frame: Sequence[int] | None = None,
+                        *, process_index: int | None = None,
                         process_count: int | None = None) -> tuple[tf.data.Dataset, int]:
-  """This process's slice of `config.eval_split`, padded to the crop size and to whole batches.
+  """This process's slice of `config.eval_split`, padded to `frame` (default:
+  config.eval_crop_size) and to whole batches.
 
   Returns the dataset and its number of batches, the same on every process.
   """
@@ -130,18 +132,18 @@ def create_eval_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
   num_examples = builder.info.splits[config.eval_split].num_examples
   num_batches = num_eval_batches(num_examples, config.eval_batch_size, process_count)
   split = tfds.even_splits(config.eval_split, n=process_count)[process_index]
-  crop_size = tuple(config.eval_crop_size)
+  crop_size = tuple(frame or config.eval_crop_size)
 
   def preprocess(example):
     image, label = decode(example, info, config)
     if image.shape[:2].is_fully_defined() and (image.shape[0] > crop_size[0] or
                                                image.shape[1] > crop_size[1]):
       raise ValueError(f'{info.name} images are {image.shape[0]}x{image.shape[1]}, larger than '
-                       f'config.eval_crop_size={crop_size}')
+                       f'the evaluation frame {crop_size} (config.eval_crop_size)')
     size = tf.shape(image)[:2]
     check = tf.debugging.Assert(tf.reduce_all(size <= crop_size), [
         'Evaluation image', _name(example, info), 'of size', size,
-        'is larger than config.eval_crop_size', crop_size])
+        'is larger than the evaluation frame (config.eval_crop_size)', crop_size])
     with tf.control_dependencies([check]):
       image, label, _ = preprocessing.pad_to_size(image, label, crop_size, config.ignore_label)
     image = tf.ensure_shape(image, [*crop_size, 3])
