@@ -1,12 +1,22 @@
-"""Segments image files with a trained checkpoint: a label PNG and a colour overlay per image.
+"""Segments image files or a dataset split with a trained checkpoint: coloured masks and overlays,
+or the files a benchmark's test server takes.
 
   python -m deeplab_jax.predict --config=configs/shapes.py --workdir=/tmp/deeplab_shapes \
       --input=photos/ --output=/tmp/masks
+  python -m deeplab_jax.predict --config=configs/voc.py --workdir=/tmp/deeplab_voc \
+      --split=test --format=voc --output=/tmp/voc_submission
 
---input is an image file, a folder or a glob. Each image gives <stem>.png (a palette PNG of class
-ids in the dataset's colours, the image's size) and <stem>_overlay.jpg. An unreadable file (not
-an image, truncated) is reported by name and the rest are still processed; the exit status then
-is 1. Inputs and outputs may be gs:// paths.
+--input is an image file, a folder or a glob; --split names a split of the config's dataset
+instead (VOC's `test` needs VOC2012test.tar in the manual dir). --format says what each image
+gives:
+  overlay (default): <stem>.png, a palette PNG of class ids in the dataset's colours, the
+    image's size, and <stem>_overlay.jpg.
+  voc: results/VOC2012/Segmentation/comp6_test_cls/<id>.png, the palette PNG of class ids the
+    VOC evaluation server takes (comp6: trained with data beyond VOC's, as DeepLab's are).
+  cityscapes: <id>_leftImg8bit.png, the single-channel PNG of Cityscapes `labelIds` (train ids
+    mapped back through cityscapesScripts' table) the Cityscapes server takes.
+An unreadable file (not an image, truncated) is reported by name and the rest are still
+processed; the exit status then is 1. Inputs and outputs may be gs:// paths.
 
 Images are taken as viewers show them: turned upright by their EXIF orientation (phone photos),
 so the mask and overlay have the upright size; any mode becomes RGB as `folder.rgb_pixels` says
@@ -18,10 +28,13 @@ takes. Files over PIL's decompression-bomb limit (about 179 megapixels) are refu
 error naming the limit.
 """
 
+from collections.abc import Iterable, Iterator
 import io
 import math
 import pathlib
+import posixpath
 import time
+from typing import Any
 
 from absl import app
 from absl import flags
@@ -32,13 +45,17 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from deeplab_jax import checkpointing
-from deeplab_jax.config_error import one_line_errors
+from deeplab_jax.config_error import ConfigError, one_line_errors
+from deeplab_jax import experiment
 from deeplab_jax import inference
 from deeplab_jax import runtime
 from deeplab_jax import sharding
 from deeplab_jax.data import datasets
+from deeplab_jax.data.datasets import cityscapes
+from deeplab_jax.data.datasets import palettes
 from deeplab_jax.data.datasets.folder import IMAGE_SUFFIXES
 from deeplab_jax.data.datasets.folder import rgb_pixels
 from deeplab_jax.visualize import colorize
@@ -47,6 +64,7 @@ FLAGS = flags.FLAGS
 
 SIZE_STEP = 32  # Images are padded up to k * 32 + 1 pixels: few shapes, few compilations.
 MAX_PIXELS = 2048 * 2048  # --max_pixels' default: larger images are segmented shrunk.
+VOC_RESULTS = 'results/VOC2012/Segmentation/comp6_test_cls'  # The VOC server's layout.
 # What PIL raises on a file it cannot decode, and gfile on one it cannot read.
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
                  tf.errors.OpError)
@@ -115,58 +133,147 @@ def read_image(path: str) -> np.ndarray:
     raise UnreadableImageError(f'{path}: {error}') from None
 
 
-def save_outputs(image: np.ndarray, label: np.ndarray, palette: np.ndarray, stem: str,
-                 output: str) -> None:
-  """<output>/<stem>.png, the class ids as a palette PNG, and <stem>_overlay.jpg."""
+def write_png(picture: Image.Image, path: str) -> None:
+  tf.io.gfile.makedirs(posixpath.dirname(path))
+  with tf.io.gfile.GFile(path, 'wb') as file:
+    picture.save(file, format='PNG')
+
+
+def palette_png(label: np.ndarray, palette: np.ndarray) -> Image.Image:
+  """A palette PNG whose indices are the class ids of `label`, coloured by `palette`."""
   mask = Image.fromarray(label.astype(np.uint8), mode='L').convert('P')
   mask.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())
   mask.frombytes(label.astype(np.uint8).tobytes())  # Palette indices are the class ids.
+  return mask
+
+
+def write_overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray, stem: str,
+                  output: str) -> None:
+  """<output>/<stem>.png, the class ids as a palette PNG, and <stem>_overlay.jpg."""
+  write_png(palette_png(label, palette), tf.io.gfile.join(output, f'{stem}.png'))
   overlay = Image.fromarray(((image.astype(np.uint16) + colorize(label, palette)) // 2)
                             .astype(np.uint8))  # uint16, not float64: large images too.
-  for picture, name, options in ((mask, f'{stem}.png', {'format': 'PNG'}),
-                                 (overlay, f'{stem}_overlay.jpg', {'format': 'JPEG',
-                                                                   'quality': 95})):
-    with tf.io.gfile.GFile(tf.io.gfile.join(output, name), 'wb') as file:
-      picture.save(file, **options)
+  with tf.io.gfile.GFile(tf.io.gfile.join(output, f'{stem}_overlay.jpg'), 'wb') as file:
+    overlay.save(file, format='JPEG', quality=95)
 
 
-def predict_files(config, workdir: str, files: list[str], output: str,
-                  max_pixels: int = MAX_PIXELS) -> list[str]:
-  """Segments `files` into `output` (see `segment` for `max_pixels`); returns the files that
-  could not be read."""
+def write_voc(image: np.ndarray, label: np.ndarray, palette: np.ndarray, stem: str,
+              output: str) -> None:
+  """The VOC server's layout: a palette PNG of class ids (VOC's colours) named by image id."""
+  del image, palette
+  write_png(palette_png(label, palettes.pascal(256)), tf.io.gfile.join(output, VOC_RESULTS,
+                                                                        f'{stem}.png'))
+
+
+def write_cityscapes(image: np.ndarray, label: np.ndarray, palette: np.ndarray, stem: str,
+                     output: str) -> None:
+  """The Cityscapes server's encoding: an 8-bit PNG of labelIds, named after the image."""
+  del image, palette
+  to_label_ids = np.zeros(256, np.uint8)
+  for label_id, train_id in cityscapes.TRAIN_IDS.items():
+    to_label_ids[train_id] = label_id
+  stem = stem.removesuffix('_leftImg8bit')
+  write_png(Image.fromarray(to_label_ids[label], mode='L'),
+            tf.io.gfile.join(output, f'{stem}_leftImg8bit.png'))
+
+
+# --format -> (the dataset it encodes, or None for any; its writer).
+FORMATS = {'overlay': (None, write_overlay), 'voc': ('voc2012', write_voc),
+           'cityscapes': ('cityscapes', write_cityscapes)}
+
+
+def check_format(config, output_format: str) -> None:
+  """Raises a ConfigError unless `output_format` can encode the classes of config.dataset."""
+  dataset, _ = FORMATS[output_format]
+  if dataset and config.dataset != dataset:
+    raise ConfigError('dataset', config.dataset, f'--format={output_format} writes {dataset!r} '
+                      "classes: the checkpoint's recipe must train on them", dataset)
+
+
+def file_images(files: list[str]) -> Iterator[tuple[str, str, np.ndarray | Exception]]:
+  """(path, stem, pixels or the UnreadableImageError naming it) of each image file."""
+  for path in files:
+    try:
+      image = read_image(path)
+    except UnreadableImageError as error:
+      image = error
+    yield path, pathlib.PurePosixPath(path).stem, image
+
+
+def split_images(info: datasets.DatasetInfo, builder: tfds.core.DatasetBuilder,
+                 split: str) -> Iterator[tuple[str, str, np.ndarray]]:
+  """(name, name, pixels) of each image of `split`."""
+  for example in tfds.as_numpy(builder.as_dataset(split, shuffle_files=False)):
+    name = example[info.name_key].decode()
+    yield name, name, example[info.image_key]
+
+
+def predict_images(config, workdir: str, images: Iterable[tuple[str, str, Any]], count: int,
+                   output: str, max_pixels: int = MAX_PIXELS,
+                   output_format: str = 'overlay') -> list[str]:
+  """Segments `images` ((name, stem, pixels or an error) each, `count` of them) into `output`
+  in `output_format` (see `segment` for `max_pixels`); returns the names that could not be
+  read."""
+  _, write = FORMATS[output_format]
   info = datasets.get(config.dataset, config.folder)
   model, variables, step = checkpointing.restore_model(config, workdir, sharding.create_mesh())
   predict_fn = jax.jit(inference.make_predict_fn(model, config))
   tf.io.gfile.makedirs(output)
-  logging.info('Segmenting %d images with the checkpoint of step %d', len(files), step)
+  logging.info('Segmenting %d images with the checkpoint of step %d', count, step)
   failed, start = [], time.perf_counter()
-  for index, path in enumerate(files, 1):
-    try:
-      image = read_image(path)
-    except UnreadableImageError as error:
-      logging.error('Cannot read %s', error)
-      failed.append(path)
+  for index, (name, stem, image) in enumerate(images, 1):
+    if isinstance(image, Exception):
+      logging.error('Cannot read %s', image)
+      failed.append(name)
       continue
     label = segment(predict_fn, variables, image, max_pixels)
     if jax.process_index() == 0:  # Every process computes; one writes.
-      save_outputs(image, label, info.palette, pathlib.PurePosixPath(path).stem, output)
+      write(image, label, info.palette, stem, output)
     elapsed = time.perf_counter() - start
-    logging.info('[%d/%d] %s (%.2f images/s)', index, len(files), path, index / elapsed)
+    logging.info('[%d/%d] %s (%.2f images/s)', index, count, name, index / elapsed)
   return failed
+
+
+def predict_files(config, workdir: str, files: list[str], output: str,
+                  max_pixels: int = MAX_PIXELS, output_format: str = 'overlay') -> list[str]:
+  """Segments image `files` into `output`; returns the files that could not be read."""
+  check_format(config, output_format)
+  return predict_images(config, workdir, file_images(files), len(files), output, max_pixels,
+                        output_format)
+
+
+def predict_split(config, workdir: str, split: str, output: str, max_pixels: int = MAX_PIXELS,
+                  output_format: str = 'overlay') -> int:
+  """Segments every image of `split` of the config's dataset into `output`; returns how many."""
+  check_format(config, output_format)
+  info, builder = experiment.prepare_dataset(config, splits=(split,))
+  count = builder.info.splits[split].num_examples
+  predict_images(config, workdir, split_images(info, builder, split), count, output,
+                 max_pixels, output_format)
+  return count
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if (FLAGS.input is None) == (FLAGS.split is None):
+    raise app.UsageError('Give --input (image files) or --split (of the config\'s dataset)')
   runtime.initialize()
+  if FLAGS.split:
+    count = predict_split(FLAGS.config, FLAGS.workdir, FLAGS.split, FLAGS.output,
+                          FLAGS.max_pixels, FLAGS.format)
+    print(f'Wrote the {FLAGS.format} files of {count} images of {FLAGS.split} to '
+          f'{FLAGS.output}')
+    return
   files = input_files(FLAGS.input)
   if not files:
     raise SystemExit(f'--input: no image files in {FLAGS.input}')
-  failed = predict_files(FLAGS.config, FLAGS.workdir, files, FLAGS.output, FLAGS.max_pixels)
+  failed = predict_files(FLAGS.config, FLAGS.workdir, files, FLAGS.output, FLAGS.max_pixels,
+                         FLAGS.format)
   if failed:
     raise SystemExit(f'{len(failed)} of {len(files)} file(s) could not be read: '
                      f'{", ".join(failed)}')
-  print(f'Wrote {len(files)} label PNGs and overlays to {FLAGS.output}')
+  print(f'Wrote the {FLAGS.format} files of {len(files)} images to {FLAGS.output}')
 
 
 def define_flags() -> None:
@@ -175,12 +282,16 @@ def define_flags() -> None:
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'The training workdir holding checkpoints/.')
   flags.DEFINE_string('input', None, 'An image file, a folder of images, or a glob.')
+  flags.DEFINE_string('split', None, "A split of the config's dataset, instead of --input.")
   flags.DEFINE_string('output', None, 'Folder for the label PNGs and overlays.')
+  flags.DEFINE_enum('format', 'overlay', list(FORMATS), 'overlay: colour masks and overlays; '
+                    "voc, cityscapes: the test server's files.")
   flags.DEFINE_integer('max_pixels', MAX_PIXELS, 'Larger images are segmented shrunk to this '
                        'many pixels and their labels resized back.', lower_bound=1)
-  flags.mark_flags_as_required(['config', 'workdir', 'input', 'output'])
+  flags.mark_flags_as_required(['config', 'workdir', 'output'])
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(one_line_errors(main, checkpointing.CheckpointError))
+  app.run(one_line_errors(main, checkpointing.CheckpointError,
+                          datasets.DatasetUnavailableError))

@@ -5,9 +5,11 @@ written here from the datasets' own definitions, not from deeplab_jax's tables.
 """
 
 import io
+import os
 import pathlib
 import zipfile
 
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
@@ -15,6 +17,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from conftest import load_config
+from deeplab_jax import checkpointing
+from deeplab_jax import inference
+from deeplab_jax import predict
+from deeplab_jax.config_error import ConfigError
 from deeplab_jax.data import datasets
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.data.datasets import downloads
@@ -270,3 +276,37 @@ def test_ade20k_is_downloaded_without_the_archive_in_the_manual_dir(tmp_path, mo
 def test_an_unreachable_host_fails_at_once():
   with pytest.raises(ConnectionError, match='cannot reach no-such-host.invalid'):
     downloads.check_reachable('http://no-such-host.invalid/archive.zip', timeout=5)
+
+
+def column_bands(variables, images, sizes):
+  """A stand-in for a model: train id (column // 8) % 19, so every train id is predicted."""
+  del variables, sizes
+  columns = jnp.arange(images.shape[2]) // 8 % 19
+  return jnp.broadcast_to(columns, images.shape[:3]).astype(jnp.int32), None
+
+
+def test_cityscapes_submission_holds_label_ids_named_after_each_image(
+    cityscapes_builder, tmp_path, monkeypatch):
+  config = load_config('cityscapes')
+  config.data_dir = str(cityscapes_builder.data_dir_root)
+  monkeypatch.setattr(checkpointing, 'restore_model', lambda *args: (None, None, 0))
+  monkeypatch.setattr(inference, 'make_predict_fn', lambda model, config: column_bands)
+  assert predict.predict_split(config, None, 'test', str(tmp_path),
+                               output_format='cityscapes') == 1
+  assert sorted(os.listdir(tmp_path)) == [f'{CITYSCAPES_IDS["test"]}_leftImg8bit.png']
+  with Image.open(tmp_path / f'{CITYSCAPES_IDS["test"]}_leftImg8bit.png') as png:
+    assert png.mode == 'L' and png.size == CITYSCAPES_SIZE[::-1]
+    label_ids = np.asarray(png)
+  train_ids = np.asarray(CITYSCAPES_TRAIN_ID_OF_LABEL_ID)[label_ids]  # Back, by the table.
+  want = np.broadcast_to(np.arange(CITYSCAPES_SIZE[1]) // 8 % 19, CITYSCAPES_SIZE)
+  np.testing.assert_array_equal(train_ids, want)
+  assert sorted(np.unique(label_ids)) == [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26,
+                                          27, 28, 31, 32, 33]
+
+
+def test_a_submission_format_needs_its_dataset(tmp_path):
+  config = load_config('ade20k')
+  with pytest.raises(ConfigError, match=r"config.dataset='ade20k': --format=cityscapes writes "
+                                        r"'cityscapes' classes"):
+    predict.predict_split(config, None, 'validation', str(tmp_path),
+                          output_format='cityscapes')

@@ -12,6 +12,7 @@ import scipy.sparse
 import tensorflow_datasets as tfds
 
 from conftest import load_config
+from deeplab_jax import predict
 from deeplab_jax import train
 from deeplab_jax.data import datasets
 from deeplab_jax.data.datasets import downloads
@@ -287,3 +288,26 @@ def test_voc_config_trains_and_evaluates(tmp_path, offline):
   state = train.train_and_evaluate(config, workdir)
   assert int(state.step) == 2
   assert os.listdir(os.path.join(workdir, 'checkpoints')) == ['2']
+
+  # The test server's files, from the test split of VOC2012test.tar.
+  images = write_test_archive(pathlib.Path(manual_dir))
+  output = tmp_path / 'submission'
+  assert predict.predict_split(config, workdir, 'test', str(output), output_format='voc') == 2
+  results = output / 'results' / 'VOC2012' / 'Segmentation' / 'comp6_test_cls'
+  assert sorted(os.listdir(results)) == sorted(f'{stem}.png' for stem in images)
+  for stem, image in images.items():
+    with Image.open(results / f'{stem}.png') as png:
+      assert png.mode == 'P' and png.size == image.shape[1::-1]
+      assert np.asarray(png).max() < len(voc.CLASS_NAMES)
+
+
+def test_voc_submission_png_is_a_palette_png_of_class_ids(tmp_path):
+  label = np.arange(21, dtype=np.uint8).repeat(3).reshape(7, 9)
+  predict.write_voc(None, label, None, '2008_000001', str(tmp_path))
+  with Image.open(tmp_path / predict.VOC_RESULTS / '2008_000001.png') as png:
+    assert png.mode == 'P'
+    np.testing.assert_array_equal(np.asarray(png), label)
+    colours = np.reshape(png.getpalette(), (-1, 3))
+  # VOCdevkit's colours: background, aeroplane, bicycle, ..., person (15), tvmonitor (20).
+  np.testing.assert_array_equal(colours[[0, 1, 2, 3, 15, 20]], [
+      (0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (192, 128, 128), (0, 64, 128)])
