@@ -165,12 +165,35 @@ def restore_variables(workdir: str, variables: Any, step: int | None = None) -> 
 def restore_model(config: ml_collections.ConfigDict, workdir: str,
                   mesh: jax.sharding.Mesh) -> tuple[Any, Any, int]:
   """(model, variables replicated on `mesh`, step) of checkpoint `config.eval.checkpoint_step`
-  (default: the latest) of `workdir`, for evaluation, prediction and export."""
+  (default: the latest) of `workdir`, for evaluation, prediction and export. A workdir with no
+  checkpoint and a `config.init_from` gives the variables there (converted weights), as step 0.
+  """
   model = create_model(config.model)
   # The variables' shapes do not depend on the image size: any that the model takes will do.
   target = abstract_variables(model, tuple(config.crop_size), sharding.replicated(mesh))
+  directory = checkpoint_dir(workdir)
+  if config.init_from and not (directory.is_dir() and any(directory.iterdir())):
+    logging.info('%s holds no checkpoint: the variables of init_from=%s', workdir,
+                 config.init_from)
+    return model, variables_in(config.init_from, target), 0
   variables, step = restore_variables(workdir, target, config.eval.checkpoint_step)
   return model, variables, step
+
+
+def variables_in(directory: str, target: Any) -> Any:
+  """The variables `save_variables` wrote in `directory`, placed as `target`'s
+  ShapeDtypeStructs; each must be there with its shape (what `target` lacks is left out)."""
+  loaded = traverse_util.flatten_dict(load_variables(directory), sep='/')
+  placed = {}
+  for path, spec in traverse_util.flatten_dict(target, sep='/').items():
+    if path not in loaded:
+      raise CheckpointMismatch(f'{directory} holds no {path} {spec.shape}: its variables are '
+                               'not those of the model config.model describes')
+    if loaded[path].shape != spec.shape:
+      raise CheckpointMismatch(f'{directory}: {path} has shape {loaded[path].shape}, the model '
+                               f'config.model describes {spec.shape}')
+    placed[path] = jax.device_put(np.asarray(loaded[path], spec.dtype), spec.sharding)
+  return traverse_util.unflatten_dict(placed, sep='/')
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:

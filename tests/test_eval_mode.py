@@ -87,3 +87,21 @@ def test_eval_of_resized_images_larger_than_the_crop(tiny_checkpoint):
   info = datasets.get('shapes')
   assert experiment.eval_frames(config, info, datasets.prepare_builder(
       info, config.data_dir)) == ((64, 64), (49, 49))
+
+
+def test_eval_of_converted_variables_in_init_from(tiny_checkpoint, tmp_path):
+  """A workdir with no checkpoint evaluates init_from's variables (e.g. torchvision's, converted)
+  as step 0: here the tiny checkpoint's, saved as `convert` saves them."""
+  config, workdir = tiny_checkpoint
+  config = config.copy_and_resolve_references()
+  _, variables, _ = checkpointing.restore_model(config, workdir, sharding.create_mesh())
+  checkpointing.save_variables(str(tmp_path / 'converted'), jax.device_get(variables))
+  config.init_from = str(tmp_path / 'converted')
+  summary = evaluate.evaluate_checkpoint(config, str(tmp_path / 'empty_workdir'))
+  with open(tmp_path / 'empty_workdir' / 'eval' / '0.json') as file:
+    assert json.load(file)['mean_iou'] == pytest.approx(summary['mean_iou'])
+  assert summary['mean_iou'] == pytest.approx(numpy_evaluation(config, workdir, 4), abs=1e-3)
+
+  config.model.width = 0.5  # Another model: every mismatch is named.
+  with pytest.raises(checkpointing.CheckpointMismatch, match=r'converted: (params|batch_stats)/.* has shape'):
+    evaluate.evaluate_checkpoint(config, str(tmp_path / 'empty_workdir'))

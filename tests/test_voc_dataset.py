@@ -12,6 +12,7 @@ import scipy.sparse
 import tensorflow_datasets as tfds
 
 from conftest import load_config
+from deeplab_jax import experiment
 from deeplab_jax import predict
 from deeplab_jax import train
 from deeplab_jax.data import datasets
@@ -311,3 +312,16 @@ def test_voc_submission_png_is_a_palette_png_of_class_ids(tmp_path):
   # VOCdevkit's colours: background, aeroplane, bicycle, ..., person (15), tvmonitor (20).
   np.testing.assert_array_equal(colours[[0, 1, 2, 3, 15, 20]], [
       (0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (192, 128, 128), (0, 64, 128)])
+
+
+def test_torchvision_recipe_needs_only_the_voc_archive(tmp_path, offline):
+  manual_dir, _ = write_archives(tmp_path)
+  os.remove(os.path.join(manual_dir, voc.SBD_ARCHIVE))
+  config = load_config('voc_torchvision')
+  config.data_dir, config.manual_dir = str(tmp_path / 'tfds'), manual_dir
+  info, builder = experiment.prepare_dataset(config)  # Its train and eval splits.
+  assert builder.builder_config.name == 'voc'
+  # torchvision's protocol: the shorter side to 520; the frame is sized to the split, at k*8+1.
+  image_frame, model_frame = experiment.eval_frames(config, info, builder)
+  assert image_frame == (40, 36)  # val1 is 24 x 36, val2 40 x 28.
+  assert model_frame == (745, 785)  # 520 x 780 and 743 x 520.
