@@ -134,6 +134,7 @@ def read_image(path: str) -> np.ndarray:
 
 
 def write_png(picture: Image.Image, path: str) -> None:
+  """`picture` as a PNG file at `path` (may be gs://), its folder made if need be."""
   tf.io.gfile.makedirs(posixpath.dirname(path))
   with tf.io.gfile.GFile(path, 'wb') as file:
     picture.save(file, format='PNG')
@@ -173,7 +174,7 @@ def write_cityscapes(image: np.ndarray, label: np.ndarray, palette: np.ndarray, 
   for label_id, train_id in cityscapes.TRAIN_IDS.items():
     to_label_ids[train_id] = label_id
   stem = stem.removesuffix('_leftImg8bit')
-  write_png(Image.fromarray(to_label_ids[label], mode='L'),
+  write_png(Image.fromarray(to_label_ids[label]),  # uint8 [H, W]: an 8-bit greyscale PNG.
             tf.io.gfile.join(output, f'{stem}_leftImg8bit.png'))
 
 
