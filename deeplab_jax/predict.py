@@ -49,7 +49,6 @@ import tensorflow_datasets as tfds
 
 from deeplab_jax import checkpointing
 from deeplab_jax.config_error import ConfigError, one_line_errors
-from deeplab_jax import experiment
 from deeplab_jax import inference
 from deeplab_jax import runtime
 from deeplab_jax import sharding
@@ -247,7 +246,8 @@ def predict_split(config, workdir: str, split: str, output: str, max_pixels: int
                   output_format: str = 'overlay') -> int:
   """Segments every image of `split` of the config's dataset into `output`; returns how many."""
   check_format(config, output_format)
-  info, builder = experiment.prepare_dataset(config, splits=(split,))
+  info = datasets.get(config.dataset, config.folder)
+  builder = datasets.prepare_builder(info, config.data_dir, config.manual_dir, (split,))
   count = builder.info.splits[split].num_examples
   predict_images(config, workdir, split_images(info, builder, split), count, output,
                  max_pixels, output_format)
