@@ -14,10 +14,16 @@ stablehlo: a serialized `jax.export.Exported` of the same computation on one flo
 [1, h, w, 3] of 0..255 RGB pixels, padded at the bottom and right to `eval_crop_size` (with any
 value), and its int32 [1, 2] size before padding -> ([1, h, w] labels, [1, h, w, C]
 probabilities); load it with `jax.export.deserialize`.
+
+tflite: a LiteRT (TFLite) flatbuffer of the model alone, for phones and other devices: float32
+[1, h, w, 3] RGB pixels in 0..255 at exactly `eval_crop_size` -> float32 [1, h, w, C] logits
+(resize and pad on the device, take the argmax there). Converted by TensorFlow's LiteRT
+converter from the jax2tf graph; an operation it cannot convert is named in the error.
 """
 
 import functools
 import posixpath
+import re
 
 from absl import app
 from absl import flags
@@ -32,6 +38,7 @@ from deeplab_jax.config_error import ConfigError, one_line_errors
 from deeplab_jax import inference
 from deeplab_jax import runtime
 from deeplab_jax import sharding
+from deeplab_jax.models import convolution
 
 FLAGS = flags.FLAGS
 
@@ -89,6 +96,46 @@ def export_savedmodel(config, model, variables, directory: str) -> None:
   tf.saved_model.save(module, directory, signatures={'serving_default': serving_default})
 
 
+class ConversionError(ValueError):
+  """The LiteRT converter cannot convert the model; the message names the operations."""
+
+
+def unconvertible_ops(message: str) -> list[str]:
+  """The operations a LiteRT converter error names."""
+  return sorted(set(re.findall(r"'([\w.]+)' op is not", message) +
+                    re.findall(r"failed to legalize operation '([\w.]+)'", message)))
+
+
+def tflite_model(config, model, variables) -> bytes:
+  """The LiteRT flatbuffer of `model` on one image of `config.eval_crop_size` (see above)."""
+  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+  height, width = config.eval_crop_size
+  logits_fn = lambda images: model.apply(variables, images, train=False)
+  with convolution.xla_convolutions():  # The CPU matmul forms do not convert.
+    serve = tf.function(jax2tf.convert(logits_fn, with_gradient=False), autograph=False,
+                        input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32,
+                                                       name='image')])
+    concrete = serve.get_concrete_function()
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], tf.Module())
+  try:
+    return converter.convert()
+  except Exception as error:  # pylint: disable=broad-except
+    ops = unconvertible_ops(str(error))
+    raise ConversionError(f'LiteRT cannot convert {config.model.architecture} on '
+                          f'{config.model.backbone}: {", ".join(ops) or error}') from error
+
+
+def export_tflite(config, model, variables, path: str) -> None:
+  if posixpath.dirname(path):
+    tf.io.gfile.makedirs(posixpath.dirname(path))
+  with tf.io.gfile.GFile(path, 'wb') as file:
+    file.write(tflite_model(config, model, variables))
+
+
+EXPORTERS = {'savedmodel': export_savedmodel, 'stablehlo': export_stablehlo,
+             'tflite': export_tflite}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -102,10 +149,7 @@ def main(argv):
   variables = jax.device_get(variables)
   if jax.process_index() > 0:  # One process of a multi-process job writes the export.
     return
-  if FLAGS.format == 'savedmodel':
-    export_savedmodel(FLAGS.config, model, variables, FLAGS.output)
-  else:
-    export_stablehlo(FLAGS.config, model, variables, FLAGS.output)
+  EXPORTERS[FLAGS.format](FLAGS.config, model, variables, FLAGS.output)
   print(f'Wrote the {FLAGS.format} export to {FLAGS.output}')
 
 
@@ -114,11 +158,12 @@ def define_flags() -> None:
   config_flags.DEFINE_config_file('config', None, 'The recipe the checkpoint was trained with.',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'The training workdir holding checkpoints/.')
-  flags.DEFINE_enum('format', 'savedmodel', ['savedmodel', 'stablehlo'], 'What to write.')
-  flags.DEFINE_string('output', None, 'Directory (savedmodel) or file (stablehlo) to write.')
+  flags.DEFINE_enum('format', 'savedmodel', list(EXPORTERS), 'What to write.')
+  flags.DEFINE_string('output', None, 'Directory (savedmodel) or file (stablehlo, tflite) to '
+                      'write.')
   flags.mark_flags_as_required(['config', 'workdir', 'output'])
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(one_line_errors(main, checkpointing.CheckpointError))
+  app.run(one_line_errors(main, checkpointing.CheckpointError, ConversionError))
