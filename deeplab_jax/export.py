@@ -54,10 +54,15 @@ def export_stablehlo(config, model, variables, path: str) -> None:
   exported = jax.export.export(jax.jit(serve))(
       jax.ShapeDtypeStruct((1, *config.eval_crop_size, 3), jnp.float32),
       jax.ShapeDtypeStruct((1, 2), jnp.int32))
+  write_file(path, exported.serialize())
+
+
+def write_file(path: str, content: bytes) -> None:
+  """`content` at `path` (may be gs://), its folder made if need be."""
   if posixpath.dirname(path):
     tf.io.gfile.makedirs(posixpath.dirname(path))
   with tf.io.gfile.GFile(path, 'wb') as file:
-    file.write(exported.serialize())
+    file.write(content)
 
 
 def fit_within(size: tf.Tensor, limit: tuple[int, int]) -> tf.Tensor:
@@ -126,10 +131,7 @@ def tflite_model(config, model, variables) -> bytes:
 
 
 def export_tflite(config, model, variables, path: str) -> None:
-  if posixpath.dirname(path):
-    tf.io.gfile.makedirs(posixpath.dirname(path))
-  with tf.io.gfile.GFile(path, 'wb') as file:
-    file.write(tflite_model(config, model, variables))
+  write_file(path, tflite_model(config, model, variables))
 
 
 EXPORTERS = {'savedmodel': export_savedmodel, 'stablehlo': export_stablehlo,

@@ -169,11 +169,8 @@ def write_cityscapes(image: np.ndarray, label: np.ndarray, palette: np.ndarray, 
                      output: str) -> None:
   """The Cityscapes server's encoding: an 8-bit PNG of labelIds, named after the image."""
   del image, palette
-  to_label_ids = np.zeros(256, np.uint8)
-  for label_id, train_id in cityscapes.TRAIN_IDS.items():
-    to_label_ids[train_id] = label_id
   stem = stem.removesuffix('_leftImg8bit')
-  write_png(Image.fromarray(to_label_ids[label]),  # uint8 [H, W]: an 8-bit greyscale PNG.
+  write_png(Image.fromarray(cityscapes.LABEL_IDS[label]),  # uint8 [H, W]: an 8-bit greyscale PNG.
             tf.io.gfile.join(output, f'{stem}_leftImg8bit.png'))
 
 

@@ -14,6 +14,8 @@ CLASS_NAMES = (
 # labelId -> trainId, from cityscapesScripts' labels.py; every other id is ignored.
 TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
              25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+# trainId -> labelId: what the Cityscapes test server takes back.
+LABEL_IDS = np.array(sorted(TRAIN_IDS, key=TRAIN_IDS.get), np.uint8)
 
 PALETTE = np.array([
     (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
