@@ -122,8 +122,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.window_size = ml_collections.config_dict.placeholder(tuple)  # Sliding windows.
   config.eval.window_stride = ml_collections.config_dict.placeholder(tuple)
   # Evaluate each image resized, aspect ratio kept, and score the probabilities resized back at
-  # its own size: 'long_side' or 'short_side' to resize_size[0] pixels, or 'fit_within'
-  # (long, short) sides (see deeplab_jax/inference.py, resized_sizes).
+  # its own size: 'long_side' or 'short_side' to resize_size[0] pixels, 'fit_within'
+  # (long, short) sides, or 'fit_box' (height, width) (see deeplab_jax/inference.py,
+  # resized_sizes).
   config.eval.resize = ml_collections.config_dict.placeholder(str)
   config.eval.resize_size = ml_collections.config_dict.placeholder(tuple)
   # DenseCRF post-processing (v1/v2's; see deeplab_jax/crf.py), for any model. Its parameters

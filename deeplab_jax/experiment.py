@@ -56,7 +56,7 @@ def check_eval_resize(eval_config: ml_collections.ConfigDict) -> None:
   if resize not in inference.RESIZE_MODES:
     raise ConfigError('eval.resize', resize, f'is one of {inference.RESIZE_MODES} (or None)',
                       'fit_within')
-  sides = 2 if resize == 'fit_within' else 1
+  sides = 2 if resize in ('fit_within', 'fit_box') else 1
   if size is None or len(size) != sides or min(size) < 1:
     example = (2048, 512) if sides == 2 else (513,)
     raise ConfigError('eval.resize_size', size, f"eval.resize={resize!r} takes {sides} "

@@ -24,7 +24,7 @@ from deeplab_jax.models.layers import resize_bilinear
 from deeplab_jax.models.normalization import boxes_from_sizes, fill_padding
 
 LogitsFn = Callable[[jax.Array], jax.Array]  # NHWC images -> NHWC logits, same size.
-RESIZE_MODES = ('long_side', 'short_side', 'fit_within')
+RESIZE_MODES = ('long_side', 'short_side', 'fit_within', 'fit_box')
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -146,7 +146,8 @@ def resized_sizes(sizes, mode: str, target: Sequence[int]) -> jax.Array:
   mode 'long_side' or 'short_side': that side becomes target[0] pixels (TF DeepLab evaluates
   ADE20K at a long side of 513). 'fit_within': the largest size whose long side is at most
   max(target) and short side at most min(target), whichever way the image is turned
-  (mmsegmentation's keep-ratio Resize to (2048, 512)). Sides round half up, to 1 at least.
+  (mmsegmentation's keep-ratio Resize to (2048, 512)). 'fit_box': the largest size within
+  target = (height, width), as the image stands. Sides round half up, to 1 at least.
   """
   sizes = jnp.asarray(sizes, jnp.float32)
   long_side, short_side = sizes.max(axis=-1), sizes.min(axis=-1)
@@ -156,6 +157,8 @@ def resized_sizes(sizes, mode: str, target: Sequence[int]) -> jax.Array:
     scale = target[0] / short_side
   elif mode == 'fit_within':
     scale = jnp.minimum(max(target) / long_side, min(target) / short_side)
+  elif mode == 'fit_box':
+    scale = jnp.minimum(target[0] / sizes[..., 0], target[1] / sizes[..., 1])
   else:
     raise ValueError(f'resize mode {mode!r}: expected one of {RESIZE_MODES}')
   return jnp.maximum(jnp.floor(sizes * scale[..., None] + 0.5), 1).astype(jnp.int32)

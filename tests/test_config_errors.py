@@ -41,7 +41,7 @@ MISTAKES = [
     ({'eval_crop_size': (33, 65)}, "config.eval_crop_size=(33, 65): validation[:20] of 'shapes' "
      'holds images up to 64x64 (every shapes image)', "--config.eval_crop_size='(65, 65)'"),
     ({'eval.resize': 'long'}, "config.eval.resize='long': is one of ('long_side', 'short_side', "
-     "'fit_within') (or None)", '--config.eval.resize=fit_within'),
+     "'fit_within', 'fit_box') (or None)", '--config.eval.resize=fit_within'),
     ({'eval.resize': 'fit_within', 'eval.resize_size': (513,)},
      "config.eval.resize_size=(513,): eval.resize='fit_within' takes 2 positive side(s)",
      "--config.eval.resize_size='(2048, 512)'"),

@@ -151,6 +151,8 @@ def numpy_resize(x: np.ndarray, size, align_corners: bool) -> np.ndarray:
     ('short_side', (300,), [[300, 400], [400, 300], [2960, 300]]),
     # mmsegmentation's (2048, 512): the short side reaches 512 unless the long one hits 2048.
     ('fit_within', (2048, 512), [[512, 683], [683, 512], [2048, 208]]),
+    # A (height, width) box as the image stands: portraits run smaller.
+    ('fit_box', (512, 2048), [[512, 683], [512, 384], [512, 52]]),
 ])
 def test_resized_sizes_keep_the_aspect_ratio(mode, target, want):
   sizes = [[1500, 2000], [2000, 1500], [1480, 150]]
