@@ -138,15 +138,6 @@ def check_workdir(workdir: str) -> None:
                     '!' * 80, workdir, jax.process_count(), '!' * 80)
 
 
-def prepare_dataset(config: ml_collections.ConfigDict, splits: Collection[str] | None = None
-                    ) -> tuple[datasets.DatasetInfo, tfds.core.DatasetBuilder]:
-  """(the dataset's info, its TFDS builder of `splits`, by default the train and eval splits),
-  built in `config.data_dir` if it is not yet."""
-  info = datasets.get(config.dataset, config.folder)
-  splits = (config.train_split, config.eval_split) if splits is None else splits
-  return info, datasets.prepare_builder(info, config.data_dir, config.manual_dir, splits)
-
-
 def prepare(config: ml_collections.ConfigDict, splits: Collection[str] | None = None
             ) -> tuple[datasets.DatasetInfo, tfds.core.DatasetBuilder, jax.sharding.Mesh]:
   """(dataset info, its prepared TFDS builder of `splits` (default: train and eval), the device
@@ -161,7 +152,7 @@ def prepare(config: ml_collections.ConfigDict, splits: Collection[str] | None = 
   mesh = sharding.create_mesh()
   logging.info('Mesh: %s over %d devices (%d processes)', dict(mesh.shape), jax.device_count(),
                jax.process_count())
-  _, builder = first_process_first(lambda: prepare_dataset(config, splits),
+  _, builder = first_process_first(lambda: datasets.prepare_dataset(config, splits),
                                    'dataset prepared')
   eval_frames(config, info, builder)  # Checks eval_crop_size before anything trains.
   return info, builder, mesh

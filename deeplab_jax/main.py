@@ -15,7 +15,6 @@ from ml_collections import config_flags
 
 from deeplab_jax import checkpointing
 from deeplab_jax import evaluate
-from deeplab_jax import experiment
 from deeplab_jax import runtime
 from deeplab_jax import train
 from deeplab_jax import workdir_lock
@@ -56,7 +55,7 @@ def main(argv):
   elif FLAGS.mode == 'eval':
     evaluate.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
   else:
-    info, builder = experiment.prepare_dataset(FLAGS.config)
+    info, builder = datasets.prepare_dataset(FLAGS.config)
     print(f'Dataset {info.name!r} is ready in {builder.data_dir}: {dict(builder.info.splits)}')
 
 

@@ -243,8 +243,7 @@ def predict_split(config, workdir: str, split: str, output: str, max_pixels: int
                   output_format: str = 'overlay') -> int:
   """Segments every image of `split` of the config's dataset into `output`; returns how many."""
   check_format(config, output_format)
-  info = datasets.get(config.dataset, config.folder)
-  builder = datasets.prepare_builder(info, config.data_dir, config.manual_dir, (split,))
+  info, builder = datasets.prepare_dataset(config, (split,))
   count = builder.info.splits[split].num_examples
   predict_images(config, workdir, split_images(info, builder, split), count, output,
                  max_pixels, output_format)

@@ -319,7 +319,7 @@ def test_torchvision_recipe_needs_only_the_voc_archive(tmp_path, offline):
   os.remove(os.path.join(manual_dir, voc.SBD_ARCHIVE))
   config = load_config('voc_torchvision')
   config.data_dir, config.manual_dir = str(tmp_path / 'tfds'), manual_dir
-  info, builder = experiment.prepare_dataset(config)  # Its train and eval splits.
+  info, builder = datasets.prepare_dataset(config)  # Its train and eval splits.
   assert builder.builder_config.name == 'voc'
   # torchvision's protocol: the shorter side to 520; the frame is sized to the split, at k*8+1.
   image_frame, model_frame = experiment.eval_frames(config, info, builder)

@@ -149,3 +149,12 @@ def prepare_builder(info: DatasetInfo, data_dir: str | None, manual_dir: str | N
           f'Could not prepare dataset {info.name!r} in {builder.data_dir}: {error}\n'
           f'{info.how_to_get}') from error
   return builder
+
+
+def prepare_dataset(config: ml_collections.ConfigDict, splits: Collection[str] | None = None
+                    ) -> tuple[DatasetInfo, tfds.core.DatasetBuilder]:
+  """(the config's dataset's info, its TFDS builder of `splits`, by default the train and eval
+  splits), built in `config.data_dir` if it is not yet."""
+  info = get(config.dataset, config.folder)
+  splits = (config.train_split, config.eval_split) if splits is None else splits
+  return info, prepare_builder(info, config.data_dir, config.manual_dir, splits)
