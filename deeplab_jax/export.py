@@ -1,4 +1,5 @@
-"""Exports a trained checkpoint for serving: a TF SavedModel (via jax2tf) or a `jax.export` file.
+"""Exports a trained checkpoint for serving: a TF SavedModel (via jax2tf), a `jax.export` file,
+or a LiteRT (TFLite) or ONNX model for devices.
 
   python -m deeplab_jax.export --config=configs/shapes.py --workdir=/tmp/deeplab_shapes \
       --format=savedmodel --output=/tmp/deeplab_savedmodel
@@ -15,13 +16,24 @@ stablehlo: a serialized `jax.export.Exported` of the same computation on one flo
 value), and its int32 [1, 2] size before padding -> ([1, h, w] labels, [1, h, w, C]
 probabilities); load it with `jax.export.deserialize`.
 
-tflite: a LiteRT (TFLite) flatbuffer of the model alone, for phones and other devices: float32
-[1, h, w, 3] RGB pixels in 0..255 at exactly `eval_crop_size` -> float32 [1, h, w, C] logits
-(resize and pad on the device, take the argmax there). Converted by TensorFlow's LiteRT
-converter from the jax2tf graph; an operation it cannot convert is named in the error.
+tflite and onnx: the model alone, for phones, browsers and other runtimes: float32 [N, h, w, 3]
+RGB pixels in 0..255 at exactly `eval_crop_size` -> float32 [N, h, w, C] logits. Resize the
+image to fit, pad it at the bottom and right with the model's mean pixel (`model.mean_rgb`) and
+take the argmax on the device. LiteRT's N is 1; ONNX's is free (the spatial size is not: the
+model's resizing matrices and atrous taps are built for it).
+- tflite is converted by TensorFlow's LiteRT converter from the jax2tf graph. With
+  `--quantize=int8` every operation is quantized to int8 after training, calibrated on
+  `--representative_images` images spread over the training split, prepared that way; the input and
+  output stay float32, so the same device code runs both models.
+- onnx is converted by jax2onnx (`pip install -e '.[onnx]'`).
+An operation a converter cannot convert is named in the error.
 """
 
+from collections.abc import Iterator
+import contextlib
 import functools
+import io
+import logging as python_logging
 import posixpath
 import re
 
@@ -31,6 +43,7 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
+import numpy as np
 import tensorflow as tf
 
 from deeplab_jax import checkpointing
@@ -38,7 +51,8 @@ from deeplab_jax.config_error import ConfigError, one_line_errors
 from deeplab_jax import inference
 from deeplab_jax import runtime
 from deeplab_jax import sharding
-from deeplab_jax.models import convolution
+from deeplab_jax.data import datasets
+from deeplab_jax.models import portable
 
 FLAGS = flags.FLAGS
 
@@ -102,7 +116,7 @@ def export_savedmodel(config, model, variables, directory: str) -> None:
 
 
 class ConversionError(ValueError):
-  """The LiteRT converter cannot convert the model; the message names the operations."""
+  """A converter (LiteRT's, ONNX's) cannot convert the model; the message names the operations."""
 
 
 def unconvertible_ops(message: str) -> list[str]:
@@ -111,36 +125,93 @@ def unconvertible_ops(message: str) -> list[str]:
                     re.findall(r"failed to legalize operation '([\w.]+)'", message)))
 
 
-def tflite_model(config, model, variables) -> bytes:
-  """The LiteRT flatbuffer of `model` on one image of `config.eval_crop_size` (see above)."""
+@contextlib.contextmanager
+def naming_unconvertible_ops(converter: str, config):
+  try:
+    yield
+  except Exception as error:  # pylint: disable=broad-except
+    ops = unconvertible_ops(str(error))
+    raise ConversionError(f'{converter} cannot convert {config.model.architecture} on '
+                          f'{config.model.backbone}: {", ".join(ops) or error}') from error
+
+
+def representative_images(config, mean_rgb, count: int) -> Iterator[np.ndarray]:
+  """float32 [1, h, w, 3]: `count` images spread evenly over the training split (every k-th),
+  as the LiteRT model takes them: fitted into `eval_crop_size` (aspect ratio kept) and padded
+  with `mean_rgb`."""
+  info, builder = datasets.prepare_dataset(config, (config.train_split,))
+  height, width = config.eval_crop_size
+
+  def prepare(example):
+    image = example[info.image_key]
+    fitted_size = fit_within(tf.shape(image)[:2], (height, width))
+    pixels = tf.image.resize(image, fitted_size, antialias=True) - mean_rgb
+    pixels = tf.pad(pixels, [[0, height - fitted_size[0]], [0, width - fitted_size[1]], [0, 0]])
+    return tf.ensure_shape(pixels + mean_rgb, [height, width, 3])[None]
+
+  every = max(1, builder.info.splits[config.train_split].num_examples // count)
+  images = builder.as_dataset(config.train_split, shuffle_files=False)
+  images = images.shard(every, 0).take(count).map(prepare)
+  yield from images.as_numpy_iterator()
+
+
+def tflite_model(config, model, variables, representative: Iterator[np.ndarray] | None = None
+                 ) -> bytes:
+  """The LiteRT flatbuffer of `model` on one image of `config.eval_crop_size` (see above);
+  quantized to int8, calibrated on the `representative` images, if they are given."""
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
   height, width = config.eval_crop_size
   logits_fn = lambda images: model.apply(variables, images, train=False)
-  with convolution.xla_convolutions():  # The CPU matmul forms do not convert.
+  with portable.forms():
     serve = tf.function(jax2tf.convert(logits_fn, with_gradient=False), autograph=False,
                         input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32,
                                                        name='image')])
     concrete = serve.get_concrete_function()
   converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], tf.Module())
-  try:
+  if representative is not None:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([image] for image in representative)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  with naming_unconvertible_ops('LiteRT', config):
     return converter.convert()
-  except Exception as error:  # pylint: disable=broad-except
-    ops = unconvertible_ops(str(error))
-    raise ConversionError(f'LiteRT cannot convert {config.model.architecture} on '
-                          f'{config.model.backbone}: {", ".join(ops) or error}') from error
 
 
-def export_tflite(config, model, variables, path: str) -> None:
-  write_file(path, tflite_model(config, model, variables))
+def export_tflite(config, model, variables, path: str, quantize: str | None = None,
+                  representative_count: int = 100) -> None:
+  representative = None
+  if quantize == 'int8':
+    representative = representative_images(config, model.normalization.mean_rgb,
+                                           representative_count)
+  write_file(path, tflite_model(config, model, variables, representative))
+
+
+def onnx_model(config, model, variables) -> bytes:
+  """The ONNX model of `model` on a batch of images of `config.eval_crop_size` (see above)."""
+  # jax2onnx 0.12.5 logs a traceback for each of its dm_pix plugins (made for an older JAX).
+  python_logging.getLogger('jax2onnx.plugins.plugin_system').setLevel(python_logging.ERROR)
+  import jax2onnx  # pylint: disable=g-import-not-at-top
+  height, width = config.eval_crop_size
+  logits_fn = lambda images: model.apply(variables, images, train=False)
+  # jax2onnx prints a line per convolution.
+  with portable.forms(), contextlib.redirect_stdout(io.StringIO()), \
+       naming_unconvertible_ops('ONNX', config):
+    return jax2onnx.to_onnx(logits_fn, [('batch', height, width, 3)], input_names=['image'],
+                            output_names=['logits']).SerializeToString()
+
+
+def export_onnx(config, model, variables, path: str) -> None:
+  write_file(path, onnx_model(config, model, variables))
 
 
 EXPORTERS = {'savedmodel': export_savedmodel, 'stablehlo': export_stablehlo,
-             'tflite': export_tflite}
+             'tflite': export_tflite, 'onnx': export_onnx}
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.quantize and FLAGS.format != 'tflite':
+    raise app.UsageError(f'--quantize applies to --format=tflite, not {FLAGS.format}')
   if FLAGS.config.eval_crop_size is None:
     raise ConfigError('eval_crop_size', None, 'the export is compiled for one input size: name '
                       'it', (513, 513))
@@ -151,7 +222,10 @@ def main(argv):
   variables = jax.device_get(variables)
   if jax.process_index() > 0:  # One process of a multi-process job writes the export.
     return
-  EXPORTERS[FLAGS.format](FLAGS.config, model, variables, FLAGS.output)
+  options = {}
+  if FLAGS.quantize:
+    options = {'quantize': FLAGS.quantize, 'representative_count': FLAGS.representative_images}
+  EXPORTERS[FLAGS.format](FLAGS.config, model, variables, FLAGS.output, **options)
   print(f'Wrote the {FLAGS.format} export to {FLAGS.output}')
 
 
@@ -161,11 +235,15 @@ def define_flags() -> None:
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'The training workdir holding checkpoints/.')
   flags.DEFINE_enum('format', 'savedmodel', list(EXPORTERS), 'What to write.')
-  flags.DEFINE_string('output', None, 'Directory (savedmodel) or file (stablehlo, tflite) to '
-                      'write.')
+  flags.DEFINE_string('output', None, 'Directory (savedmodel) or file (stablehlo, tflite, onnx) '
+                      'to write.')
+  flags.DEFINE_enum('quantize', None, ['int8'], 'tflite: quantize every operation to int8.')
+  flags.DEFINE_integer('representative_images', 100, 'How many training images calibrate '
+                       '--quantize=int8.')
   flags.mark_flags_as_required(['config', 'workdir', 'output'])
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(one_line_errors(main, checkpointing.CheckpointError, ConversionError))
+  app.run(one_line_errors(main, checkpointing.CheckpointError, ConversionError,
+                          datasets.DatasetUnavailableError, datasets.DataError))

@@ -1,4 +1,5 @@
-"""AtrousConv against a direct numpy dilated convolution; bilinear resizing against references."""
+"""AtrousConv against a direct numpy dilated convolution; max pooling and bilinear resizing
+against references."""
 
 import functools
 
@@ -7,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from deeplab_jax.models import portable
 from deeplab_jax.models.layers import (AtrousConv, ConvBN, SeparableConvBN, atrous_units,
-                                       interpolation_matrix, resize_bilinear)
+                                       interpolation_matrix, max_pool, resize_bilinear)
 
 
 def numpy_dilated_conv(x, kernel, rate, stride, pads):
@@ -113,6 +115,29 @@ def test_bfloat16_compute_keeps_float32_params():
   variables = conv.init(jax.random.key(0), x)
   assert variables['params']['kernel'].dtype == jnp.float32
   assert conv.apply(variables, x).dtype == jnp.bfloat16
+
+
+def numpy_max_pool(x, stride):
+  """Direct loops: out[n, i, j, c] = max of x[n, i*s - 1 : i*s + 2, j*s - 1 : j*s + 2, c] inside."""
+  height, width = ((size - 1) // stride + 1 for size in x.shape[1:3])
+  out = np.empty((x.shape[0], height, width, x.shape[3]), x.dtype)
+  for i in range(height):
+    for j in range(width):
+      rows = slice(max(i * stride - 1, 0), i * stride + 2)
+      cols = slice(max(j * stride - 1, 0), j * stride + 2)
+      out[:, i, j] = x[:, rows, cols].max(axis=(1, 2))
+  return out
+
+
+@pytest.mark.parametrize('shape', [(2, 9, 10, 3), (1, 8, 8, 2), (1, 1, 2, 1)])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_max_pool_matches_numpy_in_both_forms(shape, stride):
+  """XLA's `reduce_window`, and the shifted slices that exports trace."""
+  x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+  want = numpy_max_pool(x, stride)
+  np.testing.assert_array_equal(max_pool(x, stride), want)
+  with portable.forms():
+    np.testing.assert_array_equal(max_pool(x, stride), want)
 
 
 def test_interpolation_matrix_align_corners_by_hand():

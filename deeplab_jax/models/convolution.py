@@ -12,12 +12,10 @@ On CPU, where XLA's convolutions trail oneDNN's, convolutions become matmuls whe
   computes 2-5 times slower than its forward pass) is a matmul per tap, over the same outputs.
 TPU and GPU keep XLA's convolution (`lax.platform_dependent`), and so do depthwise and grouped
 convolutions, and small ones (under `MATMUL_MIN_MACS`: slicing per tap does not pay there, and
-it compiles slower). Exports that other compilers read (LiteRT) trace under
-`xla_convolutions()`, which keeps XLA's convolution everywhere.
+it compiles slower). Exports that other compilers read (LiteRT, ONNX) trace under
+`portable.forms()`, which keeps XLA's convolution everywhere.
 """
 
-import contextlib
-import contextvars
 import functools
 import math
 
@@ -25,22 +23,12 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from deeplab_jax.models import portable
+
 DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 SPARSE_TAPS = 0.9  # Below this share of tap reads inside the image, the per-tap matmuls win.
 MATMUL_MIN_MACS = 2 ** 24  # Multiply-adds per call below which XLA:CPU's convolution is kept.
 Padding = tuple[tuple[int, int], tuple[int, int]]
-_XLA_ONLY = contextvars.ContextVar('xla_convolutions', default=False)
-
-
-@contextlib.contextmanager
-def xla_convolutions():
-  """Within it, `conv2d` traces XLA's own convolution on every platform: the CPU matmul forms
-  (their scatter-adds above all) are not for converters such as LiteRT's."""
-  token = _XLA_ONLY.set(True)
-  try:
-    yield
-  finally:
-    _XLA_ONLY.reset(token)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: str | Padding, rate: int,
@@ -56,7 +44,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: str | Padding,
                              groups=groups)
   out_size = tuple(output_size(*args)
                    for args in zip(x.shape[1:3], kernel.shape[:2], strides, padding, rates))
-  if (groups != 1 or _XLA_ONLY.get() or
+  if (groups != 1 or portable.active() or
       x.shape[0] * math.prod(out_size) * kernel.size < MATMUL_MIN_MACS):
     return native(x, kernel)
   spans = tap_spans(x.shape[1:3], kernel.shape[:2], strides, padding, rates)

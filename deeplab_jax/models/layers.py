@@ -1,5 +1,5 @@
 """Building blocks: atrous (and depthwise) convolution, convolution + BatchNorm + activation,
-separable convolution, and bilinear resizing."""
+separable convolution, max pooling and bilinear resizing."""
 
 from collections.abc import Callable, Sequence
 import functools
@@ -11,6 +11,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from deeplab_jax.models import portable
 from deeplab_jax.models.batch_norm import BatchNorm
 from deeplab_jax.models.convolution import conv2d
 
@@ -31,6 +32,24 @@ def symmetric_padding(kernel_size: int, rate: int) -> tuple[int, int]:
   """
   total = (kernel_size - 1) * rate
   return total // 2, total - total // 2
+
+
+def max_pool(x: jax.Array, stride: int) -> jax.Array:
+  """3x3 max pooling with one pixel of padding, which never wins: the ResNet stem's and VGG's.
+
+  Not `nn.max_pool`, which ONNX's exporter replaces with a form that takes no explicit padding.
+  Under `portable.forms()` it is the maximum of the nine shifted slices of the edge-padded input
+  (an edge pixel is in every window its copy is, so the result is the same).
+  """
+  padding = ((0, 0), (1, 1), (1, 1), (0, 0))
+  if not portable.active():
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, stride, stride, 1), padding)
+  padded = jnp.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
+  padded = jnp.concatenate([padded[:, :, :1], padded, padded[:, :, -1:]], axis=2)
+  height, width = ((size - 1) // stride + 1 for size in x.shape[1:3])
+  return functools.reduce(jnp.maximum, [
+      padded[:, i:i + (height - 1) * stride + 1:stride, j:j + (width - 1) * stride + 1:stride]
+      for i in range(3) for j in range(3)])
 
 
 class AtrousConv(nn.Module):

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from deeplab_jax.models.layers import ConvBN, ModuleDef, scaled_channels
+from deeplab_jax.models.layers import ConvBN, ModuleDef, max_pool, scaled_channels
 
 
 class BasicBlock(nn.Module):
@@ -115,7 +115,7 @@ class ResNet(nn.Module):
     else:
       raise ValueError(f"ResNet stem must be 'standard' or 'beta', got {self.stem!r}")
     features = {'stem': x}
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x = max_pool(x, 2)
     multi_grid = self.multi_grid or (1,) * stage_sizes[-1]
     schedule = atrous_schedule(stage_sizes, self.output_stride, multi_grid,
                                self.keep_rate_in_first_unit)

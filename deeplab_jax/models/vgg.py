@@ -3,7 +3,7 @@
 import flax.linen as nn
 import jax
 
-from deeplab_jax.models.layers import (AtrousConv, ConvBN, ModuleDef, atrous_units,
+from deeplab_jax.models.layers import (AtrousConv, ConvBN, ModuleDef, atrous_units, max_pool,
                                        scaled_channels)
 
 STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (channels, 3x3 convs) per stage.
@@ -49,7 +49,7 @@ class VGG16(nn.Module):
       for index in range(1, num_convs + 1):
         x = ConvReLU(scaled_channels(channels, self.width), 3, rate, self.batch_norm, self.conv,
                      name=f'conv{stage}_{index}')(x)
-      x = nn.max_pool(x, (3, 3), strides=(pool_stride, pool_stride), padding=((1, 1), (1, 1)))
+      x = max_pool(x, pool_stride)
       features[f'pool{stage}'] = x
     return features
 
