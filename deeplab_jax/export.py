@@ -187,7 +187,7 @@ def export_tflite(config, model, variables, path: str, quantize: str | None = No
 
 def onnx_model(config, model, variables) -> bytes:
   """The ONNX model of `model` on a batch of images of `config.eval_crop_size` (see above)."""
-  # jax2onnx 0.12.5 logs a traceback for each of its dm_pix plugins (made for an older JAX).
+  # jax2onnx 0.13.0 logs a traceback for each of its dm_pix plugins (made for an older JAX).
   python_logging.getLogger('jax2onnx.plugins.plugin_system').setLevel(python_logging.ERROR)
   import jax2onnx  # pylint: disable=g-import-not-at-top
   height, width = config.eval_crop_size
