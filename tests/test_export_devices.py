@@ -77,12 +77,17 @@ RECIPES = {
 }
 
 
-@pytest.mark.parametrize('recipe', RECIPES)
-def test_litert_logits_equal_the_models(recipe):
+def tiny_model(recipe: str):
+  """(config, model, random variables) of RECIPES[recipe] at 65x65."""
   name, model_config = RECIPES[recipe]
   config = tiny_recipe(name, 65, **model_config)
   model = create_model(config.model)
-  variables = random_variables(model, 65)
+  return config, model, random_variables(model, 65)
+
+
+@pytest.mark.parametrize('recipe', RECIPES)
+def test_litert_logits_equal_the_models(recipe):
+  config, model, variables = tiny_model(recipe)
   image = pixels(65)
   want = np.asarray(model.apply(variables, image, train=False))
   got = run_tflite(export.tflite_model(config, model, variables), image)
@@ -91,14 +96,16 @@ def test_litert_logits_equal_the_models(recipe):
   assert (got.argmax(-1) == want.argmax(-1)).mean() > 0.999
 
 
-def test_export_tflite_of_a_checkpoint(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize('export_fn, run', [(export.export_tflite, run_tflite),
+                                             (export.export_onnx, run_onnx)])
+def test_export_of_a_checkpoint(tiny_checkpoint, tmp_path, export_fn, run):
   config, workdir = tiny_checkpoint
   model, variables, _ = checkpointing.restore_model(config, workdir, sharding.create_mesh())
   variables = jax.device_get(variables)
-  export.export_tflite(config, model, variables, str(tmp_path / 'shapes.tflite'))
-  image = pixels(65)  # The recipe's eval_crop_size.
-  got = run_tflite((tmp_path / 'shapes.tflite').read_bytes(), image)
-  want = np.asarray(model.apply(variables, image, train=False))
+  export_fn(config, model, variables, str(tmp_path / 'shapes'))
+  images = pixels(65, count=2)  # The recipe's eval_crop_size.
+  got = run((tmp_path / 'shapes').read_bytes(), images)
+  want = np.asarray(model.apply(variables, images, train=False))
   np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
 
 
@@ -116,10 +123,7 @@ def test_an_op_litert_cannot_convert_is_named(monkeypatch):
 
 @pytest.mark.parametrize('recipe', RECIPES)
 def test_onnx_logits_equal_the_models_at_any_batch_size(recipe):
-  name, model_config = RECIPES[recipe]
-  config = tiny_recipe(name, 65, **model_config)
-  model = create_model(config.model)
-  variables = random_variables(model, 65)
+  config, model, variables = tiny_model(recipe)
   onnx_model = export.onnx_model(config, model, variables)
   for count in (1, 3):
     images = pixels(65, count=count)
@@ -127,17 +131,6 @@ def test_onnx_logits_equal_the_models_at_any_batch_size(recipe):
     got = run_onnx(onnx_model, images)
     assert got.shape == want.shape == (count, 65, 65, 21)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
-
-
-def test_export_onnx_of_a_checkpoint(tiny_checkpoint, tmp_path):
-  config, workdir = tiny_checkpoint
-  model, variables, _ = checkpointing.restore_model(config, workdir, sharding.create_mesh())
-  variables = jax.device_get(variables)
-  export.export_onnx(config, model, variables, str(tmp_path / 'shapes.onnx'))
-  images = pixels(65, count=2)
-  got = run_onnx((tmp_path / 'shapes.onnx').read_bytes(), images)
-  want = np.asarray(model.apply(variables, images, train=False))
-  np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
 
 
 @pytest.fixture(scope='module')
