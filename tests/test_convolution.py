@@ -27,6 +27,10 @@ CASES = [
     (12, 16, 8, 1, 1, 1, 'SYMMETRIC', 1, 5),  # 1x1.
     (12, 16, 8, 1, 1, 2, 'SAME', 1, 5),  # 1x1 strided (a shortcut).
     (10, 10, 8, 3, 2, 2, 'SYMMETRIC', 8, 8),  # Depthwise, strided, atrous.
+    (9, 12, 8, 3, 1, 1, 'SYMMETRIC', 8, 8),  # Depthwise: MobileNet's.
+    (12, 16, 8, 3, 1, 2, 'SAME', 8, 8),  # Depthwise, strided, XLA's SAME.
+    (7, 9, 8, 3, 4, 1, 'SYMMETRIC', 8, 8),  # Depthwise, taps past the height dropped.
+    (10, 10, 4, 3, 1, 1, 'SYMMETRIC', 4, 8),  # A depth multiplier of 2: XLA's.
     (10, 10, 8, 3, 3, 1, 'SYMMETRIC', 4, 8),  # Grouped.
 ]
 
