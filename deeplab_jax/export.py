@@ -87,6 +87,18 @@ def fit_within(size: tf.Tensor, limit: tuple[int, int]) -> tf.Tensor:
   return tf.clip_by_value(scaled, 1, limit)
 
 
+def fit_and_pad(image: tf.Tensor, frame: tuple[int, int], fill=0.0) -> tuple[tf.Tensor, tf.Tensor]:
+  """(float32 [h, w, 3]: `image` resized down to fit `frame` if it does not (aspect ratio kept,
+  antialiased) and padded at the bottom and right with `fill`, its int32 [2] size before
+  padding): what the exports' models take."""
+  size = tf.shape(image)[:2]
+  fitted_size = fit_within(size, frame)
+  pixels = tf.cond(tf.reduce_all(fitted_size == size), lambda: tf.cast(image, tf.float32),
+                   lambda: tf.image.resize(image, fitted_size, antialias=True))
+  padding = [[0, frame[0] - fitted_size[0]], [0, frame[1] - fitted_size[1]], [0, 0]]
+  return tf.ensure_shape(tf.pad(pixels - fill, padding) + fill, [*frame, 3]), fitted_size
+
+
 def export_savedmodel(config, model, variables, directory: str) -> None:
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
   serve = jax2tf.convert(make_serving_fn(config, model, variables), with_gradient=False)
@@ -96,14 +108,9 @@ def export_savedmodel(config, model, variables, directory: str) -> None:
                autograph=False)
   def serving_default(image):
     size = tf.shape(image)[:2]
-    fitted_size = fit_within(size, (height, width))
+    pixels, fitted_size = fit_and_pad(image, (height, width))
     fits = tf.reduce_all(fitted_size == size)
-    pixels = tf.cond(fits, lambda: tf.cast(image, tf.float32),
-                     lambda: tf.image.resize(image, fitted_size, antialias=True))
-    padding = [[0, height - fitted_size[0]], [0, width - fitted_size[1]], [0, 0]]
-    pixels = tf.pad(pixels, padding)
-    _, probabilities = serve(tf.ensure_shape(pixels, [height, width, 3])[None],
-                             fitted_size[None])
+    _, probabilities = serve(pixels[None], fitted_size[None])
     probabilities = probabilities[0, :fitted_size[0], :fitted_size[1]]
     probabilities = tf.cond(fits, lambda: probabilities,
                             lambda: tf.image.resize(probabilities, size))
@@ -140,15 +147,8 @@ def representative_images(config, mean_rgb, count: int) -> Iterator[np.ndarray]:
   as the LiteRT model takes them: fitted into `eval_crop_size` (aspect ratio kept) and padded
   with `mean_rgb`."""
   info, builder = datasets.prepare_dataset(config, (config.train_split,))
-  height, width = config.eval_crop_size
-
-  def prepare(example):
-    image = example[info.image_key]
-    fitted_size = fit_within(tf.shape(image)[:2], (height, width))
-    pixels = tf.image.resize(image, fitted_size, antialias=True) - mean_rgb
-    pixels = tf.pad(pixels, [[0, height - fitted_size[0]], [0, width - fitted_size[1]], [0, 0]])
-    return tf.ensure_shape(pixels + mean_rgb, [height, width, 3])[None]
-
+  frame = tuple(config.eval_crop_size)
+  prepare = lambda example: fit_and_pad(example[info.image_key], frame, mean_rgb)[0][None]
   every = max(1, builder.info.splits[config.train_split].num_examples // count)
   images = builder.as_dataset(config.train_split, shuffle_files=False)
   images = images.shard(every, 0).take(count).map(prepare)

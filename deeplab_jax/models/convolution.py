@@ -48,8 +48,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: str | Padding,
   out_size = tuple(output_size(*args)
                    for args in zip(x.shape[1:3], kernel.shape[:2], strides, padding, rates))
   depthwise = groups == x.shape[-1] == kernel.shape[-1]
-  if portable.active() or (groups != 1 and not depthwise) or (
-      not depthwise and x.shape[0] * math.prod(out_size) * kernel.size < MATMUL_MIN_MACS):
+  macs = x.shape[0] * math.prod(out_size) * kernel.size
+  if portable.active() or (not depthwise and (groups != 1 or macs < MATMUL_MIN_MACS)):
     return native(x, kernel)
   spans = tap_spans(x.shape[1:3], kernel.shape[:2], strides, padding, rates)
   if depthwise:
