@@ -70,10 +70,11 @@ class CRFParams:
 class Lattice:
   """A permutohedral lattice over N points in d dimensions with room for M vertices.
 
-  vertices: [N, d + 1] int32 ids of each point's simplex vertices (M or more: dropped); weights:
-  their barycentric weights; neighbours: [d + 1, 2, M] ids of each vertex's neighbours one step
-  up and down each lattice axis, M where there is none; scale: the factor that matches the
-  Gaussian's mass.
+  vertices: [N, d + 1] int32 ids of each point's simplex vertices, M for one that was dropped;
+  weights: their barycentric weights; neighbours: [d + 1, 2, M + 1] ids of each vertex's
+  neighbours one step up and down each lattice axis, M where there is none; scale: the factor
+  that matches the Gaussian's mass. Id M is the absent vertex, whose values stay zero, so every
+  lookup is in bounds.
   """
   vertices: jax.Array
   weights: jax.Array
@@ -201,7 +202,8 @@ def build_lattice(features: jax.Array, capacity: int | None = None,
 
   It keeps the first `capacity` vertices (at most, and by default, N (d + 1): all of them) and
   drops the rest, with their share of each point's mass. `simplices` is `lattice_vertices`'s
-  result for `features`, where the caller has it.
+  result for `features`, where the caller has it. Vertex `capacity` stands for every absent
+  vertex: its row of the lattice's values stays zero.
   """
   num_points, dim = features.shape
   top = dim + 1
@@ -213,13 +215,13 @@ def build_lattice(features: jax.Array, capacity: int | None = None,
   def axis_neighbours(axis):  # [2, M]: the vertices at keys + u and - u, u = 1 - (d + 1) e_axis.
     step = 1 - top * jax.nn.one_hot(axis, top, dtype=jnp.int32)
     found = _find(simplices, jnp.stack([keys + step, keys - step]), capacity)
-    return jnp.where(used, found, capacity)
+    return jnp.pad(jnp.where(used, found, capacity), ((0, 0), (0, 1)), constant_values=capacity)
 
   neighbours = lax.map(axis_neighbours, jnp.arange(top))
   # Splat and blur keep mass: under a uniform density a vertex holds one lattice cell's mass.
   spacing = _spacing(dim)
   cell_volume = top ** (dim - 1) * math.sqrt(top) / spacing ** dim
-  return Lattice(simplices.vertices, simplices.weights, neighbours,
+  return Lattice(jnp.minimum(simplices.vertices, capacity), simplices.weights, neighbours,
                  (2 * math.pi) ** (dim / 2) / cell_volume)
 
 
@@ -228,25 +230,37 @@ def _spacing(dim: int) -> float:
   return math.sqrt(2 / 3) * (dim + 1)
 
 
+def splat(lattice: Lattice, values: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+  """[M + 1, C] lattice values: each point's [N, C] `values` spread over its simplex's vertices
+  by `weights` (default: the barycentric ones); the last row, the absent vertex, is zero."""
+  num_points, top = lattice.vertices.shape
+  weights = lattice.weights if weights is None else weights
+  grid = jnp.zeros((lattice.neighbours.shape[-1], values.shape[-1]), values.dtype).at[
+      lattice.vertices.reshape(-1)].add(
+          (weights[:, :, None] * values[:, None, :]).reshape(num_points * top, -1),
+          mode='promise_in_bounds')
+  return grid.at[-1].set(0.0)
+
+
+def blur(lattice: Lattice, grid: jax.Array) -> jax.Array:
+  """[1, 2, 1] / 4 along each lattice axis in turn."""
+  def along(axis, grid):
+    up, down = (grid.at[ids].get(mode='promise_in_bounds') for ids in lattice.neighbours[axis])
+    return 0.5 * grid + 0.25 * (up + down)
+  return lax.fori_loop(0, lattice.vertices.shape[1], along, grid)
+
+
+def slice_values(lattice: Lattice, grid: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+  """[N, C]: each point's `weights` (default: barycentric) sum of its vertices' values."""
+  weights = lattice.weights if weights is None else weights
+  # One gather per vertex slot, summed in one fusion: not one [N, d + 1, C] gather of them all.
+  return sum(weights[:, k, None] * grid.at[lattice.vertices[:, k]].get(mode='promise_in_bounds')
+             for k in range(lattice.vertices.shape[1]))
+
+
 def lattice_filter(lattice: Lattice, values: jax.Array) -> jax.Array:
   """≈ Σ_j exp(-|f_i - f_j|^2 / 2) values_j for [N, C] `values`, j = i included."""
-  num_points, top = lattice.vertices.shape
-  capacity = lattice.neighbours.shape[-1]
-  grid = jax.ops.segment_sum(
-      (lattice.weights[:, :, None] * values[:, None, :]).reshape(num_points * top, -1),
-      lattice.vertices.reshape(-1), num_segments=capacity)
-
-  def blur(axis, grid):
-    up, down = (jnp.take(grid, ids, axis=0, mode='fill', fill_value=0)
-                for ids in lattice.neighbours[axis])
-    return 0.5 * grid + 0.25 * (up + down)
-
-  grid = lax.fori_loop(0, top, blur, grid)
-  # One gather per vertex slot, summed: XLA fuses these, not one gather of all the slots.
-  sliced = sum(lattice.weights[:, k, None]
-               * jnp.take(grid, lattice.vertices[:, k], axis=0, mode='fill', fill_value=0)
-               for k in range(top))
-  return lattice.scale * sliced
+  return lattice.scale * slice_values(lattice, blur(lattice, splat(lattice, values)))
 
 
 def pixel_features(image: jax.Array, spatial_std: float, colour_std: float | None = None,
@@ -304,21 +318,28 @@ def dense_crf(probabilities: jax.Array, image: jax.Array, params: CRFParams = CR
 
 def mean_field(probabilities: jax.Array, valid: jax.Array, kernels, params: CRFParams):
   """`params.iterations` of mean field with (weight, lattice) Potts kernels over the pixels."""
-  height, width, _ = probabilities.shape
-  mask = valid[..., None].astype(jnp.float32)
-  kernels = tuple((weight, lambda q, lattice=lattice: lattice_filter(
-      lattice, q.reshape(height * width, -1)).reshape(q.shape)) for weight, lattice in kernels)
-  if params.normalize:  # Weights over the kernel-weighted mean, as in densecrf.
-    kernels = tuple((weight / jnp.maximum(fn(mask), 1e-20), fn) for weight, fn in kernels)
-  unary = jnp.log(jnp.maximum(probabilities.astype(jnp.float32), _MIN_PROBABILITY))
+  height, width, num_classes = probabilities.shape
+  mask = valid.reshape(-1, 1).astype(jnp.float32)
+  unary = jnp.log(jnp.maximum(probabilities.astype(jnp.float32), _MIN_PROBABILITY)).reshape(
+      height * width, num_classes)
+  # Padded pixels neither send (splat weights) nor receive (slice weights). Each kernel's weight
+  # and scale, and densecrf's per-pixel normaliser, are folded into its slice weights.
+  filters = []
+  for weight, lattice in kernels:
+    send = lattice.weights * mask
+    receive = weight * lattice.scale * send
+    if params.normalize:
+      receive /= jnp.maximum(lattice_filter(lattice, mask), 1e-20)
+    filters.append((lattice, send, receive))
+  self_weight = 0.0 if params.normalize else sum(weight for weight, _ in kernels)
 
   def iteration(_, q):
-    q = jnp.where(valid[..., None], q, 0.0)
-    message = sum(weight * (fn(q) if params.normalize else fn(q) - q) for weight, fn in kernels)
-    return jax.nn.softmax(unary + message, axis=-1)
+    message = sum(slice_values(lattice, blur(lattice, splat(lattice, q, send)), receive)
+                  for lattice, send, receive in filters)
+    return jax.nn.softmax(unary + message - self_weight * q, axis=-1)
 
   q = lax.fori_loop(0, params.iterations, iteration, jax.nn.softmax(unary, axis=-1))
-  return jnp.where(valid[..., None], q, probabilities)
+  return jnp.where(valid[..., None], q.reshape(probabilities.shape), probabilities)
 
 
 def dense_crf_batch(probabilities: jax.Array, images: jax.Array, params: CRFParams = CRFParams(),
