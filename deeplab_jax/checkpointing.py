@@ -81,8 +81,11 @@ def _damage_named(manager: ocp.CheckpointManager, step: int, fallback_key: str):
     fallback = (f'use the previous checkpoint, step {previous}, with '
                 f'--config.{fallback_key}={previous}' if previous is not None else
                 'it is the only one: delete it, or use another --workdir, to start over')
+    cause = error
+    while cause.__cause__ is not None:  # Orbax wraps TensorStore's error, which names the file.
+      cause = cause.__cause__
     raise CheckpointError(f'Checkpoint step {step} in {manager.directory} is damaged: '
-                          f'{first_line(error)}. To go on, {fallback}.') from error
+                          f'{first_line(cause)}. To go on, {fallback}.') from error
 
 
 def check_same_params(manager: ocp.CheckpointManager, step: int, params: Any,
