@@ -5,9 +5,9 @@
 
 scikit-image's public-domain photos, with unaries from random logits at 1/8 resolution upsampled
 (a network's blobs) and DeepLab v2's settings. Prints, per photo: seconds per image of each
-(median of --repeats, after a warm-up; ours compiled beforehand, its compile time apart), the
-ratio, the share of pixels whose argmax agrees, and how many lattice vertices per pixel the
-photo used (the fast path has room for --vertices_per_pixel).
+(median of --repeats, the two taking turns, after a warm-up; ours compiled beforehand, its
+compile time apart), the ratio, the share of pixels whose argmax agrees, and how many lattice
+vertices per pixel the photo used (the fast path has room for --vertices_per_pixel).
 """
 
 import statistics
@@ -32,15 +32,17 @@ flags.DEFINE_float('vertices_per_pixel', crf.CRFParams.vertices_per_pixel,
 flags.DEFINE_integer('repeats', 3, 'Timed runs after the warm-up.')
 
 
-def median_seconds(fn, repeats):
-  """(fn's result, its median seconds over `repeats` calls after a warm-up call)."""
-  result = fn()
-  times = []
+def interleaved_seconds(fns, repeats):
+  """(each fn's result, its median seconds over `repeats` calls after a warm-up call), the fns
+  taking turns, so that the machine's drift from minute to minute falls on all of them."""
+  results = [fn() for fn in fns]
+  times = [[] for _ in fns]
   for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return result, statistics.median(times)
+    for fn, fn_times in zip(fns, times):
+      start = time.perf_counter()
+      fn()
+      fn_times.append(time.perf_counter() - start)
+  return results, [statistics.median(fn_times) for fn_times in times]
 
 
 def main(argv):
@@ -58,10 +60,9 @@ def main(argv):
     start = time.perf_counter()
     compiled = run.lower(probabilities, image).compile()
     compile_seconds = time.perf_counter() - start
-    got, ours = median_seconds(
-        lambda: jax.block_until_ready(compiled(probabilities, image)), FLAGS.repeats)
-    want, theirs = median_seconds(
-        lambda: crf_reference.densecrf(probabilities, image, params), FLAGS.repeats)
+    (got, want), (ours, theirs) = interleaved_seconds(
+        [lambda: jax.block_until_ready(compiled(probabilities, image)),
+         lambda: crf_reference.densecrf(probabilities, image, params)], FLAGS.repeats)
     agree = np.mean(np.asarray(got).argmax(-1) == want.argmax(-1))
     features = crf.pixel_features(jnp.asarray(image), params.bilateral_spatial_std,
                                   params.bilateral_colour_std)
