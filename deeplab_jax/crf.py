@@ -212,7 +212,7 @@ def build_lattice(features: jax.Array, capacity: int | None = None,
   keys = simplices.keys[:capacity]
   used = (jnp.arange(capacity) < simplices.count)[None]
 
-  def axis_neighbours(axis):  # [2, M]: the vertices at keys + u and - u, u = 1 - (d + 1) e_axis.
+  def axis_neighbours(axis):  # [2, M + 1]: the vertices at keys ± u, u = 1 - (d + 1) e_axis.
     step = 1 - top * jax.nn.one_hot(axis, top, dtype=jnp.int32)
     found = _find(simplices, jnp.stack([keys + step, keys - step]), capacity)
     return jnp.pad(jnp.where(used, found, capacity), ((0, 0), (0, 1)), constant_values=capacity)

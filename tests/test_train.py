@@ -127,7 +127,8 @@ def largest_file(directory) -> str:
 # _read_array_index_and_device_put), and TensorStore's callbacks find Orbax's event loop closed:
 # Python can only report both. They are collected here rather than in a later test.
 @pytest.mark.filterwarnings('ignore:Exception ignored in. <coroutine object '
-                            '_read_array_index_and_device_put:pytest.PytestUnraisableExceptionWarning')
+                            '_read_array_index_and_device_put'
+                            ':pytest.PytestUnraisableExceptionWarning')
 @pytest.mark.filterwarnings('ignore:(?s)Exception ignored in. None.*Event loop is closed'
                             ':pytest.PytestUnraisableExceptionWarning')
 def test_a_damaged_checkpoint_is_named_and_the_previous_one_resumes(shapes_dir, tmp_path):
