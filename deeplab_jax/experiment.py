@@ -110,14 +110,13 @@ def eval_frames(config: ml_collections.ConfigDict, info: datasets.DatasetInfo,
                  if resize else sizes)
   stride = config.model.output_stride
   if config.eval_crop_size is None:
-    model_frame = tuple(int(-(-(side - 1) // stride) * stride + 1)
-                        for side in model_sizes.max(axis=0))
+    model_frame = tuple(inference.frame_size(int(side), stride) for side in model_sizes.max(axis=0))
   else:
     model_frame = tuple(config.eval_crop_size)
     too_large = (model_sizes > model_frame).any(axis=1)
     if too_large.any():
       height, width = (int(side) for side in model_sizes.max(axis=0))
-      fits = tuple(-(-side // stride) * stride + 1 if side > crop else crop
+      fits = tuple(inference.frame_size(side, stride) if side > crop else crop
                    for side, crop in ((height, model_frame[0]), (width, model_frame[1])))
       resized = f' resized by eval.resize={resize!r}' if resize else ''
       raise ConfigError('eval_crop_size', model_frame,

@@ -27,6 +27,12 @@ LogitsFn = Callable[[jax.Array], jax.Array]  # NHWC images -> NHWC logits, same 
 RESIZE_MODES = ('long_side', 'short_side', 'fit_within', 'fit_box')
 
 
+def frame_size(size: int, step: int) -> int:
+  """The least k * `step` + 1 >= `size` with k >= 1: the frame an image of `size` pixels is
+  padded to, so that features of output stride `step` line up with its corners."""
+  return max(1, -(-(size - 1) // step)) * step + 1
+
+
 def window_starts(size: int, window: int, stride: int) -> list[int]:
   """Start offsets of windows of `window` pixels every `stride` covering `size` pixels."""
   if size <= window:

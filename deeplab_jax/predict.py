@@ -84,7 +84,7 @@ def input_files(pattern: str) -> list[str]:
 def padded_size(size: int) -> int:
   """The least k * SIZE_STEP + 1 >= `size` with k >= 1: 33 at least, output_stride + 1 for the
   largest output stride (32), so even a 1 x 1 image gives every model the input it needs."""
-  return max(1, math.ceil((size - 1) / SIZE_STEP)) * SIZE_STEP + 1
+  return inference.frame_size(size, SIZE_STEP)
 
 
 def reduced_size(height: int, width: int, max_pixels: int) -> tuple[int, int]:

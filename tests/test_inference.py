@@ -193,3 +193,10 @@ def test_with_resizing_predicts_on_the_resized_image_and_scores_at_its_size(alig
     want = numpy_resize(small_probabilities, (height, width), align_corners)
     np.testing.assert_allclose(probabilities[index, :height, :width], want, atol=1e-5)
     np.testing.assert_array_equal(labels[index, :height, :width], want.argmax(-1))
+
+
+def test_frame_size_is_the_least_frame_that_holds_the_image():
+  for step in (8, 16, 32):
+    for size in range(1, 100):
+      want = next(k * step + 1 for k in range(1, 100) if k * step + 1 >= size)
+      assert inference.frame_size(size, step) == want, (size, step)
