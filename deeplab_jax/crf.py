@@ -28,9 +28,11 @@ smooth colours, ~8% on random colours. Mean field with normalised kernels then e
 12 x 16 tests, ~0.015 from the exact probabilities on average, with ~97% of the argmaxes equal.
 
 Cost: the bilateral lattice's size is the image's: photos use 0.18-0.33 vertices per pixel, noise
-up to 6. The CRF works on a lattice with room for `vertices_per_pixel` (default 0.5) per pixel;
-only images that need more take the full room (6 per pixel; at 513 x 513 x 21 classes one copy
-of its values is 126 MiB): the same result either way.
+up to 6. The CRF works on a lattice with room for `vertices_per_pixel` (default 0.5) per pixel,
+and splats by gathers (`splat_plan`: XLA:CPU scatters one row at a time) with room for
+`chunks_per_pixel` (default 1.5; photos need 1.0-1.3) gather-sums per pixel. Only images that
+need more take the full room (6 vertices per pixel; at 513 x 513 x 21 classes one copy of its
+values is 126 MiB) and a plain scatter: the same result either way.
 
 Padding: pass `size` (or `sizes` to the batched version). Padded pixels carry no mass and take
 the features of the nearest real pixel, adding no lattice vertex, so real pixels get the same
@@ -64,6 +66,20 @@ class CRFParams:
   iterations: int = 10
   normalize: bool = True
   vertices_per_pixel: float = 0.5  # Bilateral lattice room of the fast path: photos need < 0.35.
+  chunks_per_pixel: float = 1.5  # Its splat's room (`splat_plan`): photos need < 1.3.
+
+
+_CHUNK = 8  # Entries per gather-sum of the splat (`SplatPlan`).
+
+
+class SplatPlan(NamedTuple):
+  """The splat as gathers: chunk c adds Σ_k weights[c, k] values[points[c, k]] to vertex
+  vertices[c]. points, weights: [C, K]; vertices: [C] (M for an unused chunk); count: chunks
+  needed, which may exceed C (the plan then drops entries: callers check)."""
+  points: jax.Array
+  weights: jax.Array
+  vertices: jax.Array
+  count: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,19 +87,21 @@ class Lattice:
   """A permutohedral lattice over N points in d dimensions with room for M vertices.
 
   vertices: [N, d + 1] int32 ids of each point's simplex vertices, M for one that was dropped;
-  weights: their barycentric weights; neighbours: [d + 1, 2, M + 1] ids of each vertex's
-  neighbours one step up and down each lattice axis, M where there is none; scale: the factor
-  that matches the Gaussian's mass. Id M is the absent vertex, whose values stay zero, so every
-  lookup is in bounds.
+  weights: their barycentric weights (zero for points that carry no mass); neighbours:
+  [d + 1, 2, M + 1] ids of each vertex's neighbours one step up and down each lattice axis, M
+  where there is none; plan: the splat's `SplatPlan`; scale: the factor that matches the
+  Gaussian's mass. Id M is the absent vertex, whose values stay zero, so every lookup is in
+  bounds.
   """
   vertices: jax.Array
   weights: jax.Array
   neighbours: jax.Array
+  plan: SplatPlan
   scale: float
 
 
-jax.tree_util.register_dataclass(Lattice, data_fields=['vertices', 'weights', 'neighbours'],
-                                 meta_fields=['scale'])
+jax.tree_util.register_dataclass(
+    Lattice, data_fields=['vertices', 'weights', 'neighbours', 'plan'], meta_fields=['scale'])
 
 
 def _elevation(dim: int, scale: float) -> np.ndarray:
@@ -196,19 +214,67 @@ def lattice_vertices(features: jax.Array) -> Simplices:
   return Simplices(ids.reshape(num_points, top), weights, unique, count, table, rounds)
 
 
+def splat_plan(vertices: jax.Array, weights: jax.Array, capacity: int,
+               chunk_size: int = _CHUNK, max_chunks: int | None = None) -> SplatPlan:
+  """The splat of points with [N, d + 1] simplex `vertices` (`capacity`: absent) and `weights`.
+
+  XLA:CPU scatters rows one at a time, so the plan gathers instead: entries (point, vertex) are
+  sorted by vertex within bands of consecutive entries (one 32-bit key each, vertex id over the
+  entry's place in its band: XLA:CPU sorts one operand fast, several slowly), and each run of one
+  vertex in a band is cut into chunks of `chunk_size`. Only the chunks' sums are scattered. Room
+  for `max_chunks` (default: one per entry, always enough); entries of weight zero are left out.
+  `chunk_size=1` keeps the entries in place, unsorted: the plain scatter.
+  """
+  num_points, top = vertices.shape
+  num_entries = num_points * top
+  max_chunks = max_chunks or num_entries
+  flat = jnp.where(weights > 0, vertices, capacity).reshape(-1)
+  entry_weights = jnp.append(weights.reshape(-1), 0.0)
+  if chunk_size == 1:
+    entries = jnp.arange(num_entries)[:, None]
+    return SplatPlan(entries // top, entry_weights[entries], flat, jnp.int32(num_entries))
+  band_bits = min(32 - capacity.bit_length(), max(1, math.ceil(math.log2(num_entries))))
+  band = 1 << band_bits
+  bands = -(-num_entries // band)
+  flat = jnp.pad(flat, (0, bands * band - num_entries), constant_values=capacity)
+  keys = (flat.reshape(bands, band).astype(jnp.uint32) << band_bits) | jnp.arange(
+      band, dtype=jnp.uint32)
+  keys = jnp.sort(keys, axis=1).reshape(-1)
+  vertex = (keys >> band_bits).astype(jnp.int32)
+  position = jnp.arange(bands * band, dtype=jnp.int32)
+  entry = (position & -band) | (keys & (band - 1)).astype(jnp.int32)
+  run_starts = (position % band == 0) | (vertex != jnp.roll(vertex, 1))
+  rank = position - lax.cummax(jnp.where(run_starts, position, 0))
+  used = vertex < capacity  # Sorted last in each band: never between two used chunks.
+  chunk_starts = used & (rank % chunk_size == 0)
+  chunk = jnp.cumsum(chunk_starts, dtype=jnp.int32) - 1
+  slot = jnp.where(used, chunk * chunk_size + rank % chunk_size, max_chunks * chunk_size)
+  table = jnp.full(max_chunks * chunk_size, num_entries).at[slot].set(entry, mode='drop')
+  table = table.reshape(max_chunks, chunk_size)
+  chunk_vertices = jnp.full(max_chunks, capacity).at[
+      jnp.where(chunk_starts, chunk, max_chunks)].set(vertex, mode='drop')
+  return SplatPlan(jnp.minimum(table // top, num_points - 1), entry_weights[table],
+                   chunk_vertices, chunk_starts.sum())
+
+
 def build_lattice(features: jax.Array, capacity: int | None = None,
-                  simplices: Simplices | None = None) -> Lattice:
+                  simplices: Simplices | None = None, valid: jax.Array | None = None,
+                  max_chunks: int | None = None, chunk_size: int = _CHUNK) -> Lattice:
   """The lattice of [N, d] `features`, measured in standard deviations of the Gaussian.
 
   It keeps the first `capacity` vertices (at most, and by default, N (d + 1): all of them) and
-  drops the rest, with their share of each point's mass. `simplices` is `lattice_vertices`'s
-  result for `features`, where the caller has it. Vertex `capacity` stands for every absent
-  vertex: its row of the lattice's values stays zero.
+  drops the rest, with their share of each point's mass. Vertex `capacity` stands for every
+  absent vertex: its row of the lattice's values stays zero. Points where [N] `valid` is false
+  carry no mass. `simplices` is `lattice_vertices`'s result for `features`, where the caller has
+  it; `max_chunks` and `chunk_size` size the splat's plan (`splat_plan`).
   """
   num_points, dim = features.shape
   top = dim + 1
   simplices = simplices or lattice_vertices(features)
   capacity = min(capacity or num_points * top, num_points * top)
+  vertices = jnp.minimum(simplices.vertices, capacity)
+  weights = simplices.weights if valid is None else simplices.weights * valid[:, None]
+  plan = splat_plan(vertices, weights, capacity, chunk_size, max_chunks)
   keys = simplices.keys[:capacity]
   used = (jnp.arange(capacity) < simplices.count)[None]
 
@@ -221,8 +287,7 @@ def build_lattice(features: jax.Array, capacity: int | None = None,
   # Splat and blur keep mass: under a uniform density a vertex holds one lattice cell's mass.
   spacing = _spacing(dim)
   cell_volume = top ** (dim - 1) * math.sqrt(top) / spacing ** dim
-  return Lattice(jnp.minimum(simplices.vertices, capacity), simplices.weights, neighbours,
-                 (2 * math.pi) ** (dim / 2) / cell_volume)
+  return Lattice(vertices, weights, neighbours, plan, (2 * math.pi) ** (dim / 2) / cell_volume)
 
 
 def _spacing(dim: int) -> float:
@@ -230,16 +295,14 @@ def _spacing(dim: int) -> float:
   return math.sqrt(2 / 3) * (dim + 1)
 
 
-def splat(lattice: Lattice, values: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+def splat(lattice: Lattice, values: jax.Array) -> jax.Array:
   """[M + 1, C] lattice values: each point's [N, C] `values` spread over its simplex's vertices
-  by `weights` (default: the barycentric ones); the last row, the absent vertex, is zero."""
-  num_points, top = lattice.vertices.shape
-  weights = lattice.weights if weights is None else weights
-  grid = jnp.zeros((lattice.neighbours.shape[-1], values.shape[-1]), values.dtype).at[
-      lattice.vertices.reshape(-1)].add(
-          (weights[:, :, None] * values[:, None, :]).reshape(num_points * top, -1),
-          mode='promise_in_bounds')
-  return grid.at[-1].set(0.0)
+  by its barycentric weights; the last row, the absent vertex, is zero."""
+  plan = lattice.plan
+  sums = sum(plan.weights[:, k, None] * values.at[plan.points[:, k]].get(mode='promise_in_bounds')
+             for k in range(plan.points.shape[1]))
+  grid = jnp.zeros((lattice.neighbours.shape[-1], values.shape[-1]), values.dtype)
+  return grid.at[plan.vertices].add(sums, mode='promise_in_bounds').at[-1].set(0.0)
 
 
 def blur(lattice: Lattice, grid: jax.Array) -> jax.Array:
@@ -281,6 +344,16 @@ def pixel_features(image: jax.Array, spatial_std: float, colour_std: float | Non
   return jnp.concatenate(features, -1).reshape(height * width, -1)
 
 
+def pixel_order(height: int, width: int) -> np.ndarray:
+  """[H * W] pixel ids in Z order (Morton's): every run of the order covers a compact patch, so
+  the splat's bands (`splat_plan`) hold a vertex's pixels in fewer runs than image rows would."""
+  rows, columns = np.meshgrid(np.arange(height), np.arange(width), indexing='ij')
+  code = np.zeros((height, width), np.int64)
+  for bit in range(max(height, width).bit_length()):
+    code |= ((columns >> bit) & 1) << (2 * bit) | ((rows >> bit) & 1) << (2 * bit + 1)
+  return np.argsort(code.reshape(-1), kind='stable')
+
+
 def dense_crf(probabilities: jax.Array, image: jax.Array, params: CRFParams = CRFParams(),
               size: jax.Array | None = None) -> jax.Array:
   """[H, W, C] probabilities after the CRF, from [H, W, C] `probabilities` and [H, W, 3] `image`.
@@ -290,56 +363,70 @@ def dense_crf(probabilities: jax.Array, image: jax.Array, params: CRFParams = CR
   of an image padded at the bottom and right; the others neither send nor receive messages and
   keep their input.
   """
-  height, width, _ = probabilities.shape
-  num_pixels = height * width
-  valid = jnp.ones((height, width), bool)
-  if size is not None:
-    valid = (jnp.arange(height)[:, None] < size[0]) & (jnp.arange(width)[None, :] < size[1])
-  bilateral_features = pixel_features(image, params.bilateral_spatial_std,
-                                      params.bilateral_colour_std, size)
-  smoothness_features = pixel_features(image, params.smoothness_std, size=size)
-  with jax.ensure_compile_time_eval():  # The unpadded grid has the most vertices.
-    smoothness_room = int(lattice_vertices(pixel_features(
-        np.zeros((height, width, 0)), params.smoothness_std)).count)
-  smoothness = build_lattice(smoothness_features, smoothness_room)
-  simplices = lattice_vertices(bilateral_features)
-
-  def solve(room):
-    lattice = build_lattice(bilateral_features, room, simplices)
-    return mean_field(probabilities, valid, ((params.bilateral_weight, lattice),
-                                             (params.smoothness_weight, smoothness)), params)
-
-  # Photos need a small lattice; images that need more room get the full one.
-  rooms = (math.ceil(params.vertices_per_pixel * num_pixels), 6 * num_pixels)
-  if rooms[0] >= rooms[1]:
-    return solve(rooms[1])
-  return lax.cond(simplices.count <= rooms[0], lambda: solve(rooms[0]), lambda: solve(rooms[1]))
-
-
-def mean_field(probabilities: jax.Array, valid: jax.Array, kernels, params: CRFParams):
-  """`params.iterations` of mean field with (weight, lattice) Potts kernels over the pixels."""
   height, width, num_classes = probabilities.shape
-  mask = valid.reshape(-1, 1).astype(jnp.float32)
-  unary = jnp.log(jnp.maximum(probabilities.astype(jnp.float32), _MIN_PROBABILITY)).reshape(
-      height * width, num_classes)
-  # Padded pixels neither send (splat weights) nor receive (slice weights). Each kernel's weight
-  # and scale, and densecrf's per-pixel normaliser, are folded into its slice weights.
+  num_pixels = height * width
+  real = jnp.ones((height, width), bool)
+  if size is not None:
+    real = (jnp.arange(height)[:, None] < size[0]) & (jnp.arange(width)[None, :] < size[1])
+  order = pixel_order(height, width)  # The CRF's result does not depend on the pixels' order.
+  valid = real.reshape(-1)[order]
+  bilateral_features = pixel_features(image, params.bilateral_spatial_std,
+                                      params.bilateral_colour_std, size)[order]
+  smoothness_features = pixel_features(image, params.smoothness_std, size=size)[order]
+  with jax.ensure_compile_time_eval():  # The unpadded grid needs the most vertices and chunks.
+    grid = lattice_vertices(pixel_features(np.zeros((height, width, 0)), params.smoothness_std)[
+        order])
+    smoothness_room = int(grid.count)
+    smoothness_chunks = int(splat_plan(grid.vertices, grid.weights, smoothness_room).count)
+  smoothness = build_lattice(smoothness_features, smoothness_room, valid=valid,
+                             max_chunks=smoothness_chunks)
+  unaries = probabilities.reshape(num_pixels, num_classes)[order]
+
+  def solve(bilateral):
+    return mean_field(unaries, ((params.bilateral_weight, bilateral),
+                                (params.smoothness_weight, smoothness)), params)
+
+  # Photos need a small lattice and few splat chunks; images that need more get the full room
+  # and the plain scatter.
+  simplices = lattice_vertices(bilateral_features)
+  full_room = 6 * num_pixels
+  room = math.ceil(params.vertices_per_pixel * num_pixels)
+  full = lambda: build_lattice(bilateral_features, full_room, simplices, valid, chunk_size=1)
+  if room >= full_room:
+    q = solve(full())
+  else:
+    max_chunks = math.ceil(params.chunks_per_pixel * num_pixels)
+    fast = build_lattice(bilateral_features, room, simplices, valid, max_chunks)
+    fits = (simplices.count <= room) & (fast.plan.count <= max_chunks)
+    q = lax.cond(fits, lambda: solve(fast), lambda: solve(full()))
+  q = q[np.argsort(order)].reshape(probabilities.shape)
+  return jnp.where(real[..., None], q, probabilities)
+
+
+def mean_field(unaries: jax.Array, kernels, params: CRFParams) -> jax.Array:
+  """`params.iterations` of mean field with (weight, lattice) Potts kernels over N points, from
+  [N, C] probabilities."""
+  unary = jnp.log(jnp.maximum(unaries.astype(jnp.float32), _MIN_PROBABILITY))
+  # Each kernel's weight and scale, and densecrf's per-pixel normaliser, are folded into its
+  # slice weights; points that take no part have weight zero, so they neither send nor receive.
   filters = []
   for weight, lattice in kernels:
-    send = lattice.weights * mask
-    receive = weight * lattice.scale * send
+    receive = weight * lattice.scale * lattice.weights
     if params.normalize:
-      receive /= jnp.maximum(lattice_filter(lattice, mask), 1e-20)
-    filters.append((lattice, send, receive))
+      ones = jnp.ones((len(unary), 1))
+      receive /= jnp.maximum(lattice_filter(lattice, ones), 1e-20)
+    filters.append((lattice, receive))
   self_weight = 0.0 if params.normalize else sum(weight for weight, _ in kernels)
 
   def iteration(_, q):
-    message = sum(slice_values(lattice, blur(lattice, splat(lattice, q, send)), receive)
-                  for lattice, send, receive in filters)
+    message = sum(slice_values(lattice, blur(lattice, splat(lattice, q)), receive)
+                  for lattice, receive in filters)
+    # A no-op on float32 that XLA:CPU does not fuse through: its YNNPACK fusion would take the
+    # slices' sum into the softmax's and materialise every gather first (5x slower there).
+    message = lax.reduce_precision(message, 8, 23)
     return jax.nn.softmax(unary + message - self_weight * q, axis=-1)
 
-  q = lax.fori_loop(0, params.iterations, iteration, jax.nn.softmax(unary, axis=-1))
-  return jnp.where(valid[..., None], q.reshape(probabilities.shape), probabilities)
+  return lax.fori_loop(0, params.iterations, iteration, jax.nn.softmax(unary, axis=-1))
 
 
 def dense_crf_batch(probabilities: jax.Array, images: jax.Array, params: CRFParams = CRFParams(),

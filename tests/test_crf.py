@@ -98,6 +98,32 @@ def test_lattice_filter_has_the_gaussian_mass_on_dense_points():
   np.testing.assert_allclose(got[inside].mean() / want[inside].mean(), 1.0, atol=0.01)
 
 
+@pytest.mark.parametrize('capacity', [40, 2 ** 27])  # One band of entries; bands of 16.
+def test_splat_plan_sums_each_vertex_s_entries(capacity):
+  """The plan's chunks add up to numpy's scatter-add; absent vertices and zero weights drop."""
+  rng = np.random.default_rng(0)
+  vertices = rng.integers(0, 40, (50, 3))
+  vertices[vertices == 39] = capacity
+  weights = rng.uniform(size=(50, 3)) * (rng.uniform(size=(50, 3)) > 0.1)
+  values = rng.normal(size=(50, 2))
+  want = np.zeros((41, 2))
+  real = vertices < capacity
+  np.add.at(want, vertices[real], weights[real, None] * values[np.nonzero(real)[0]])
+  plan = crf.splat_plan(jnp.asarray(vertices), jnp.asarray(weights, jnp.float32), capacity,
+                        chunk_size=4)
+  points, chunk_weights = np.asarray(plan.points), np.asarray(plan.weights)
+  sums = (chunk_weights[..., None] * values[points]).sum(1)
+  got = np.zeros((41, 2))
+  np.add.at(got, np.minimum(np.asarray(plan.vertices), 40), sums)
+  np.testing.assert_allclose(got[:40], want[:40], atol=1e-6)
+  assert np.all(sums[np.asarray(plan.vertices) == capacity] == 0)
+  runs = np.ceil(np.bincount(vertices[real & (weights > 0)], minlength=39) / 4).sum()
+  assert int(plan.count) >= runs  # At least each vertex's entries cut into chunks of 4.
+  small = crf.splat_plan(jnp.asarray(vertices), jnp.asarray(weights, jnp.float32), capacity,
+                         chunk_size=4, max_chunks=5)
+  assert int(small.count) == int(plan.count) > small.vertices.shape[0]
+
+
 def test_mean_field_follows_numpy():
   rng = np.random.default_rng(0)
   image, probabilities = smooth_colours(rng), random_probabilities(rng, (12, 16, 3))
@@ -175,14 +201,19 @@ def test_photo_matches_densecrf():
   np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_images_that_need_more_room_get_the_full_lattice():
-  """Random colours need more lattice vertices than the fast path's room: same result."""
+@pytest.mark.parametrize('colours, tight', [
+    (random_colours, TINY),
+    (smooth_colours, dataclasses.replace(TINY, vertices_per_pixel=3.0, chunks_per_pixel=0.1))])
+def test_images_that_need_more_room_get_the_full_lattice(colours, tight):
+  """Random colours need more lattice vertices than the fast path's room; smooth ones, with room
+  for their vertices, more splat chunks than 0.1 per pixel: the full lattice, same result."""
   rng = np.random.default_rng(0)
-  image, probabilities = random_colours(rng), random_probabilities(rng, (12, 16, 3))
+  image, probabilities = colours(rng), random_probabilities(rng, (12, 16, 3))
   roomy = dataclasses.replace(TINY, vertices_per_pixel=6.0)
-  got = dense_crf(jnp.asarray(probabilities), jnp.asarray(image), TINY)
+  got = dense_crf(jnp.asarray(probabilities), jnp.asarray(image), tight)
   np.testing.assert_allclose(got, dense_crf(jnp.asarray(probabilities), jnp.asarray(image), roomy),
                              atol=1e-6)
   features = crf.pixel_features(jnp.asarray(image), TINY.bilateral_spatial_std,
                                 TINY.bilateral_colour_std)
-  assert int(crf.lattice_vertices(features).count) > TINY.vertices_per_pixel * 12 * 16
+  vertices_needed = int(crf.lattice_vertices(features).count)
+  assert (vertices_needed > tight.vertices_per_pixel * 12 * 16) == (colours is random_colours)
