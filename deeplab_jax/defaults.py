@@ -94,6 +94,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Loss weight per class: None (all 1), one weight per class, or 'median_frequency': SegNet's
   # balancing, from the train split's labels (counted once, cached beside the prepared data).
   config.class_weights = ml_collections.config_dict.placeholder(object)
+  config.median_frequency_power = 1.0  # Those weights to this power: 0.5 tempers them (sqrt).
   # Hard-pixel mining (see deeplab_jax/losses.py), one or the other. TF DeepLab's top-k: the
   # loss over this fraction of the labelled pixels with the largest loss, reached linearly over
   # hard_example_mining_step steps (0: at once); 1 keeps them all.

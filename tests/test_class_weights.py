@@ -42,6 +42,10 @@ def test_median_frequency_from_the_training_labels_is_cached(tmp_path):
   assert not np.allclose(expected, 1)
   weights = class_weights.class_weights(config, info, builder)
   np.testing.assert_allclose(weights, expected, rtol=1e-5)
+  config.median_frequency_power = 0.5  # Tempered: the square roots.
+  np.testing.assert_allclose(class_weights.class_weights(config, info, builder),
+                             np.sqrt(expected), rtol=1e-5)
+  config.median_frequency_power = 1.0
 
   [cache] = [name for name in os.listdir(builder.data_dir) if name.startswith('label_histogram')]
   cache = os.path.join(builder.data_dir, cache)
@@ -63,6 +67,18 @@ def test_bad_class_weights_are_config_errors(tmp_path, value):
   config.class_weights = value
   info = datasets.get('folder', config.folder)
   with pytest.raises(ConfigError, match='config.class_weights='):
+    class_weights.class_weights(config, info, datasets.prepare_builder(info, config.data_dir))
+
+
+@pytest.mark.parametrize('power', [-0.5, float('inf')])
+def test_bad_median_frequency_powers_are_config_errors(tmp_path, power):
+  root = tmp_path / 'folder'
+  write_pair(root, 'image0', (5, 5), 0)
+  config = folder_config(root, tmp_path / 'tfds')
+  config.class_weights = 'median_frequency'
+  config.median_frequency_power = power
+  info = datasets.get('folder', config.folder)
+  with pytest.raises(ConfigError, match='config.median_frequency_power='):
     class_weights.class_weights(config, info, datasets.prepare_builder(info, config.data_dir))
 
 

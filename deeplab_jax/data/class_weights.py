@@ -76,8 +76,12 @@ def class_weights(config: ml_collections.ConfigDict, info: DatasetInfo,
     if weights != MEDIAN_FREQUENCY:
       raise ConfigError('class_weights', weights,
                         f"takes one weight per class or '{MEDIAN_FREQUENCY}'", MEDIAN_FREQUENCY)
+    power = config.median_frequency_power
+    if not isinstance(power, (int, float)) or not 0 <= power < np.inf:
+      raise ConfigError('median_frequency_power', power, 'takes a finite number, at least 0',
+                        0.5)
     histogram = cached_label_histogram(config, info, builder)
-    weights = median_frequency_weights(histogram['pixels'], histogram['image_pixels'])
+    weights = median_frequency_weights(histogram['pixels'], histogram['image_pixels']) ** power
   if (not isinstance(weights, (tuple, list, np.ndarray)) or len(weights) != info.num_classes or
       not all(isinstance(w, (int, float, np.floating)) and 0 <= w < np.inf for w in weights)):
     raise ConfigError('class_weights', weights, f'takes {info.num_classes} finite weights, at '
