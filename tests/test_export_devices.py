@@ -18,6 +18,9 @@ from deeplab_jax import train
 from deeplab_jax.models import portable
 from deeplab_jax.models import create_model
 
+# jax2onnx 0.13 uses jax.core.DropVar; each ONNX export may be the first to provoke it.
+pytestmark = pytest.mark.filterwarnings('ignore:jax.core.DropVar is deprecated')
+
 
 def run_tflite(flatbuffer: bytes, pixels: np.ndarray) -> np.ndarray:
   """The logits of each image of `pixels` ([N, h, w, 3]), one invocation per image."""
@@ -98,7 +101,6 @@ def test_litert_logits_equal_the_models(recipe):
 
 @pytest.mark.parametrize('export_fn, run', [(export.export_tflite, run_tflite),
                                              (export.export_onnx, run_onnx)])
-@pytest.mark.filterwarnings('ignore:jax.core.DropVar is deprecated')  # Inside jax2onnx 0.13.
 def test_export_of_a_checkpoint(tiny_checkpoint, tmp_path, export_fn, run):
   config, workdir = tiny_checkpoint
   model, variables, _ = checkpointing.restore_model(config, workdir, sharding.create_mesh())
