@@ -2,7 +2,7 @@
 to a stride-s grid and bilinearly upsampled back, as DeepLab upsamples its logits.
 
   python benchmarks/label_resolution.py --labels=/path/to/camvid/val/labels --num_classes=11 \
-      --strides=4,8,16
+      --ignore_value=11 --strides=4,8,16
 
 Each grid point scores a class by its share of the s x s window around the point; the scores
 are upsampled (align_corners, in the least k * s + 1 frame) and the argmax compared with the
@@ -17,12 +17,13 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from deeplab_jax import metrics
 from deeplab_jax.inference import frame_size
 from deeplab_jax.models.layers import interpolation_matrix
 
 flags.DEFINE_string('labels', None, 'A folder of single-channel label PNGs.')
-flags.DEFINE_integer('num_classes', None, 'Label values 0 .. num_classes - 1 are classes; '
-                     'others are unlabelled.')
+flags.DEFINE_integer('num_classes', None, 'Label values 0 .. num_classes - 1 are classes.')
+flags.DEFINE_integer('ignore_value', 255, 'The label value of unlabelled pixels.')
 flags.DEFINE_list('strides', ['4', '8', '16'], 'Grid strides to measure.')
 flags.mark_flags_as_required(['labels', 'num_classes'])
 FLAGS = flags.FLAGS
@@ -49,15 +50,11 @@ def main(_):
   labels = [np.asarray(Image.open(path)) for path in files]
   print(f'{len(files)} label maps from {FLAGS.labels}')
   for stride in map(int, FLAGS.strides):
-    confusion = np.zeros((FLAGS.num_classes,) * 2, np.int64)
-    for label in labels:
-      valid = label < FLAGS.num_classes
-      drawn = coarsened(label, stride, FLAGS.num_classes)
-      confusion += np.bincount(label[valid] * FLAGS.num_classes + drawn[valid],
-                               minlength=FLAGS.num_classes ** 2).reshape(confusion.shape)
-    hits = np.diag(confusion)
-    iou = hits / np.maximum(confusion.sum(0) + confusion.sum(1) - hits, 1)
-    print(f'stride {stride:2d}: mIoU {iou.mean():.3f}  per class ' +
+    confusion = sum(
+        metrics.confusion_matrix(label, coarsened(label, stride, FLAGS.num_classes),
+                                 FLAGS.num_classes, FLAGS.ignore_value) for label in labels)
+    iou, mean_iou = metrics.iou_from_confusion(confusion)
+    print(f'stride {stride:2d}: mIoU {mean_iou:.3f}  per class ' +
           ' '.join(f'{value:.3f}' for value in iou))
 
 
