@@ -10,8 +10,7 @@ computed from the train labels once, tempered to their square roots: at full str
 predicted 4.4 times as often as labelled, and buildings lost half their pixels to the rare
 classes. Output stride 8: at 16, the ASPP's grid is too coarse to draw a 4-pixel pole. Sized to
 train from scratch in under an hour on a 2-core CPU: a half-width ResNet-18, crop 225, batch 8,
-2,400 steps (57 minutes on 2 vCPUs). The README's CamVid table has the measured runs (pole, at
-0.133, is still short of 0.15).
+2,400 steps. The README's CamVid table has the measured runs, times and per-class scores.
 """
 
 from deeplab_jax import defaults
