@@ -104,6 +104,9 @@ def get_config() -> ml_collections.ConfigDict:
   # (e.g. 0.7), at least ohem_min_kept per image. Unset: no OHEM.
   config.ohem_threshold = ml_collections.config_dict.placeholder(float)
   config.ohem_min_kept = 100_000
+  # > 0: plus this times the soft Jaccard loss, 1 - soft IoU averaged over the classes present,
+  # which weighs rare classes as much as common ones (see deeplab_jax/losses.py).
+  config.jaccard_loss_weight = 0.0
   # (regex, multiplier) pairs: the learning rate (and weight decay) of the parameters whose path
   # ('backbone/stage1_unit1/conv1/bn/scale') the regex searches is multiplied; the first match
   # counts. 0 freezes: no update, no decay. E.g. (('classifier', 10.0),) as DeepLab v1 and v2.

@@ -1,7 +1,8 @@
 """The training loss: softmax cross-entropy over labelled pixels, optionally weighted per class,
-and optionally over the hardest pixels alone (TF DeepLab's top-k, mmsegmentation's OHEM).
+and optionally over the hardest pixels alone (TF DeepLab's top-k, mmsegmentation's OHEM), plus
+optionally a soft Jaccard (IoU) loss, which weighs every class alike as mIoU does.
 
-Every loss is a weighted mean: sum(w * ce) / sum(w) over the pixels it keeps, w the pixel's
+Every cross-entropy is a weighted mean: sum(w * ce) / sum(w) over the pixels it keeps, w the pixel's
 class weight (1 without class weights), as PyTorch's `cross_entropy(weight=...)` averages. Under
 `jax.jit` over a batch-sharded global array, the hard pixels are chosen over the global batch.
 """
@@ -86,26 +87,53 @@ def ohem_cross_entropy(logits: jax.Array, labels: jax.Array, threshold: float, m
   return weighted_mean(losses, weights * (true_class_probability < raised))
 
 
+def soft_jaccard_loss(logits: jax.Array, labels: jax.Array, ignore_label: int = 255) -> jax.Array:
+  """1 - soft IoU, averaged over the classes present in `labels`: per class, the sums over the
+  labelled pixels of p * y over p + y - p * y, p the softmax probability and y the one-hot label
+  (Rahman and Wang, "Optimizing Intersection-Over-Union in Deep Neural Networks", 2016)."""
+  if logits.shape[:3] != labels.shape:
+    raise ValueError(f'logits {logits.shape} and labels {labels.shape} differ in size')
+  num_classes = logits.shape[-1]
+  valid = (labels != ignore_label)[..., None].astype(jnp.float32)
+  probabilities = jax.nn.softmax(logits.astype(jnp.float32), axis=-1) * valid
+  one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32) * valid
+  intersection = jnp.sum(probabilities * one_hot, axis=(0, 1, 2))
+  union = jnp.sum(probabilities + one_hot, axis=(0, 1, 2)) - intersection
+  present = jnp.sum(one_hot, axis=(0, 1, 2)) > 0
+  losses = 1.0 - intersection / jnp.where(present, union, 1.0)
+  return jnp.sum(jnp.where(present, losses, 0.0)) / jnp.maximum(jnp.sum(present), 1)
+
+
 def create_loss(config: ml_collections.ConfigDict,
                 class_weights: Sequence[float] | None) -> Callable[..., jax.Array]:
-  """loss(logits, labels, step) as `config` chooses: OHEM (`ohem_threshold` set), top-k
-  (`top_k_percent_pixels` < 1) or every labelled pixel; `class_weights` resolved (or None)."""
+  """loss(logits, labels, step) as `config` chooses: cross-entropy under OHEM (`ohem_threshold`
+  set), top-k (`top_k_percent_pixels` < 1) or over every labelled pixel, plus
+  `jaccard_loss_weight` times the soft Jaccard loss; `class_weights` resolved (or None)."""
   check_loss_config(config)
   ignore_label = config.ignore_label
   if config.ohem_threshold is not None:
-    return lambda logits, labels, step: ohem_cross_entropy(
+    cross_entropy = lambda logits, labels, step: ohem_cross_entropy(
         logits, labels, config.ohem_threshold, config.ohem_min_kept, ignore_label, class_weights)
-  if config.top_k_percent_pixels < 1:
-    return lambda logits, labels, step: top_k_cross_entropy(
+  elif config.top_k_percent_pixels < 1:
+    cross_entropy = lambda logits, labels, step: top_k_cross_entropy(
         logits, labels,
         top_k_fraction(step, config.top_k_percent_pixels, config.hard_example_mining_step),
         ignore_label, class_weights)
-  return lambda logits, labels, step: softmax_cross_entropy(logits, labels, ignore_label,
-                                                            class_weights)
+  else:
+    cross_entropy = lambda logits, labels, step: softmax_cross_entropy(
+        logits, labels, ignore_label, class_weights)
+  if not config.jaccard_loss_weight:
+    return cross_entropy
+  return lambda logits, labels, step: (
+      cross_entropy(logits, labels, step)
+      + config.jaccard_loss_weight * soft_jaccard_loss(logits, labels, ignore_label))
 
 
 def check_loss_config(config: ml_collections.ConfigDict) -> None:
-  """Raises a ConfigError for hard-pixel mining settings that cannot work (together)."""
+  """Raises a ConfigError for loss settings that cannot work (together)."""
+  if config.jaccard_loss_weight < 0:
+    raise ConfigError('jaccard_loss_weight', config.jaccard_loss_weight, 'must be at least 0',
+                      1.0)
   if not 0 < config.top_k_percent_pixels <= 1:
     raise ConfigError('top_k_percent_pixels', config.top_k_percent_pixels,
                       'is a fraction of the pixels, in (0, 1]', 0.2)

@@ -144,14 +144,16 @@ def test_mining_without_labelled_pixels_gives_zero():
   assert losses.ohem_cross_entropy(logits, labels, 0.7, 2) == 0
 
 
-@pytest.mark.parametrize('mining', ['top_k', 'ohem'])
-def test_hard_pixels_are_chosen_over_the_global_batch_when_sharded(mining):
+@pytest.mark.parametrize('mining', ['top_k', 'ohem', 'jaccard'])
+def test_hard_pixels_and_jaccard_are_over_the_global_batch_when_sharded(mining):
   logits, labels = random_case(5, shape=(4, 8, 6))
   weights = (1.0, 2.0, 0.5, 3.0)
   if mining == 'top_k':
     loss = lambda z, y: losses.top_k_cross_entropy(z, y, 0.25, 255, weights)
-  else:
+  elif mining == 'ohem':
     loss = lambda z, y: losses.ohem_cross_entropy(z, y, 0.3, 10, 255, weights)
+  else:
+    loss = lambda z, y: losses.soft_jaccard_loss(z, y, 255)
   mesh = jax.sharding.Mesh(jax.devices(), ('data',))
   batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   assert len(jax.devices()) == 4
@@ -167,8 +169,9 @@ def test_hard_pixels_are_chosen_over_the_global_batch_when_sharded(mining):
                                        ('top_k_percent_pixels', 1.5),
                                        ('hard_example_mining_step', -1),
                                        ('ohem_threshold', 1.5),
-                                       ('ohem_min_kept', -3)])
-def test_bad_mining_settings_are_config_errors(key, value):
+                                       ('ohem_min_kept', -3),
+                                       ('jaccard_loss_weight', -0.5)])
+def test_bad_loss_settings_are_config_errors(key, value):
   config = defaults.get_config()
   if key.startswith('ohem'):
     config.ohem_threshold = 0.7
@@ -182,3 +185,62 @@ def test_top_k_and_ohem_exclude_each_other():
   config.top_k_percent_pixels, config.ohem_threshold = 0.2, 0.7
   with pytest.raises(ConfigError, match='exclude each other'):
     losses.create_loss(config, None)
+
+
+# The soft Jaccard loss, against numpy written from its formula.
+
+def numpy_soft_jaccard(logits, labels, ignore):
+  """Mean over the classes present of 1 - sum(p y) / sum(p + y - p y), labelled pixels only."""
+  z = logits.astype(np.float64).reshape(-1, logits.shape[-1])
+  p = np.exp(z - z.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  flat = labels.reshape(-1)
+  labelled = flat != ignore
+  per_class = []
+  for c in range(logits.shape[-1]):
+    y = (flat == c)[labelled]
+    if y.any():
+      pc = p[labelled, c]
+      per_class.append(1 - np.sum(pc * y) / np.sum(pc + y - pc * y))
+  return np.mean(per_class)
+
+
+def test_soft_jaccard_matches_numpy_over_present_classes_and_labelled_pixels():
+  logits, labels = random_case(6, num_classes=5)
+  labels[labels == 3] = 0  # Class 3 absent: it does not count.
+  expected = numpy_soft_jaccard(logits, labels, 255)
+  got = losses.soft_jaccard_loss(jnp.asarray(logits), jnp.asarray(labels), 255)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  ignored = labels == 255
+  moved = np.where(ignored[..., None], -logits, logits)  # Unlabelled pixels do not matter.
+  np.testing.assert_allclose(
+      losses.soft_jaccard_loss(jnp.asarray(moved), jnp.asarray(labels), 255), got, rtol=1e-6)
+
+
+def test_soft_jaccard_by_hand_and_its_gradient_by_finite_differences():
+  # Two pixels of class 0, p = (0.5, 0.5) and (1, 0): IoU(0) = 1.5 / 2, IoU of absent 1 unused.
+  logits = np.array([[[[0.0, 0.0], [40.0, 0.0]]]], np.float32)
+  labels = np.zeros((1, 1, 2), np.int32)
+  np.testing.assert_allclose(
+      losses.soft_jaccard_loss(jnp.asarray(logits), jnp.asarray(labels)), 0.25, atol=1e-6)
+  logits, labels = random_case(7, shape=(1, 3, 4), num_classes=3)
+  grad = jax.grad(losses.soft_jaccard_loss)(jnp.asarray(logits), jnp.asarray(labels), 255)
+  step = 1e-4
+  for index in [(0, 0, 0, 0), (0, 1, 2, 1), (0, 2, 3, 2), (0, 2, 1, 0)]:
+    up, down = logits.astype(np.float64), logits.astype(np.float64)
+    up[index] += step
+    down[index] -= step
+    numeric = (numpy_soft_jaccard(up, labels, 255) - numpy_soft_jaccard(down, labels, 255))
+    np.testing.assert_allclose(grad[index], numeric / (2 * step), atol=1e-5)
+
+
+def test_the_loss_adds_the_weighted_soft_jaccard_to_the_cross_entropy():
+  logits, labels = random_case(8)
+  class_weights = (1.0, 4.0, 0.5, 2.0)
+  config = defaults.get_config()
+  config.jaccard_loss_weight = 0.75
+  pixel, weight = numpy_pixel_losses(logits, labels, 255, class_weights)
+  expected = (np.sum(weight * pixel) / np.sum(weight)
+              + 0.75 * numpy_soft_jaccard(logits, labels, 255))
+  got = losses.create_loss(config, class_weights)(jnp.asarray(logits), jnp.asarray(labels), 0)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
