@@ -2,9 +2,10 @@
 and optionally over the hardest pixels alone (TF DeepLab's top-k, mmsegmentation's OHEM), plus
 optionally a soft Jaccard (IoU) loss, which weighs every class alike as mIoU does.
 
-Every cross-entropy is a weighted mean: sum(w * ce) / sum(w) over the pixels it keeps, w the pixel's
-class weight (1 without class weights), as PyTorch's `cross_entropy(weight=...)` averages. Under
-`jax.jit` over a batch-sharded global array, the hard pixels are chosen over the global batch.
+Every cross-entropy is a weighted mean: sum(w * ce) / sum(w) over the pixels it keeps, w the
+pixel's class weight (1 without class weights), as PyTorch's `cross_entropy(weight=...)`
+averages. Under `jax.jit` over a batch-sharded global array, the hard pixels are chosen, and the
+soft Jaccard loss sums, over the global batch.
 """
 
 from collections.abc import Callable, Sequence
