@@ -18,6 +18,12 @@ import optax
 from deeplab_jax.config_error import ConfigError
 
 
+def check_sizes(logits: jax.Array, labels: jax.Array) -> None:
+  """Raises a ValueError unless `logits` [B, H, W, C] and `labels` [B, H, W] match in size."""
+  if logits.shape[:3] != labels.shape:
+    raise ValueError(f'logits {logits.shape} and labels {labels.shape} differ in size')
+
+
 def pixel_cross_entropy(logits: jax.Array, labels: jax.Array, ignore_label: int,
                         class_weights: Sequence[float] | None) -> tuple[jax.Array, jax.Array]:
   """(cross-entropy, weight) of every pixel, flat and in float32; unlabelled pixels weigh 0.
@@ -25,8 +31,7 @@ def pixel_cross_entropy(logits: jax.Array, labels: jax.Array, ignore_label: int,
   logits: [B, H, W, C] at the labels' resolution (DeepLab models upsample to their input size);
   labels: [B, H, W] class ids.
   """
-  if logits.shape[:3] != labels.shape:
-    raise ValueError(f'logits {logits.shape} and labels {labels.shape} differ in size')
+  check_sizes(logits, labels)
   valid = labels != ignore_label
   safe_labels = jnp.where(valid, labels, 0)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
@@ -92,8 +97,7 @@ def soft_jaccard_loss(logits: jax.Array, labels: jax.Array, ignore_label: int = 
   """1 - soft IoU, averaged over the classes present in `labels`: per class, the sums over the
   labelled pixels of p * y over p + y - p * y, p the softmax probability and y the one-hot label
   (Rahman and Wang, "Optimizing Intersection-Over-Union in Deep Neural Networks", 2016)."""
-  if logits.shape[:3] != labels.shape:
-    raise ValueError(f'logits {logits.shape} and labels {labels.shape} differ in size')
+  check_sizes(logits, labels)
   num_classes = logits.shape[-1]
   valid = (labels != ignore_label)[..., None].astype(jnp.float32)
   probabilities = jax.nn.softmax(logits.astype(jnp.float32), axis=-1) * valid

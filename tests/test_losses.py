@@ -53,9 +53,10 @@ def test_all_ignored_gives_zero_and_bfloat16_logits_are_upcast():
   np.testing.assert_allclose(loss, np.log(2), rtol=1e-6)
 
 
-def test_size_mismatch_is_an_error():
-  with pytest.raises(ValueError, match='differ in size'):
-    softmax_cross_entropy(jnp.zeros((1, 4, 4, 2)), jnp.zeros((1, 8, 8), jnp.int32))
+@pytest.mark.parametrize('loss', [softmax_cross_entropy, losses.soft_jaccard_loss])
+def test_size_mismatch_is_an_error(loss):
+  with pytest.raises(ValueError, match=r'logits \(1, 4, 4, 2\) and labels \(1, 8, 8\)'):
+    loss(jnp.zeros((1, 4, 4, 2)), jnp.zeros((1, 8, 8), jnp.int32))
 
 
 # Class weights and hard-pixel mining, against numpy written from the formulas (and torch).
@@ -144,13 +145,13 @@ def test_mining_without_labelled_pixels_gives_zero():
   assert losses.ohem_cross_entropy(logits, labels, 0.7, 2) == 0
 
 
-@pytest.mark.parametrize('mining', ['top_k', 'ohem', 'jaccard'])
-def test_hard_pixels_and_jaccard_are_over_the_global_batch_when_sharded(mining):
+@pytest.mark.parametrize('loss_name', ['top_k', 'ohem', 'jaccard'])
+def test_hard_pixels_and_jaccard_are_over_the_global_batch_when_sharded(loss_name):
   logits, labels = random_case(5, shape=(4, 8, 6))
   weights = (1.0, 2.0, 0.5, 3.0)
-  if mining == 'top_k':
+  if loss_name == 'top_k':
     loss = lambda z, y: losses.top_k_cross_entropy(z, y, 0.25, 255, weights)
-  elif mining == 'ohem':
+  elif loss_name == 'ohem':
     loss = lambda z, y: losses.ohem_cross_entropy(z, y, 0.3, 10, 255, weights)
   else:
     loss = lambda z, y: losses.soft_jaccard_loss(z, y, 255)
