@@ -12,14 +12,19 @@ from deeplab_jax.config_error import ConfigError
 from deeplab_jax.losses import softmax_cross_entropy
 
 
+def numpy_log_softmax(logits):
+  """log softmax over the last axis, in float64."""
+  z = logits.astype(np.float64)
+  z = z - z.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
 def numpy_cross_entropy(logits, labels, ignore):
   total, count = 0.0, 0
   for index in np.ndindex(labels.shape):
     if labels[index] == ignore:
       continue
-    z = logits[index].astype(np.float64)
-    log_softmax = z - z.max() - np.log(np.exp(z - z.max()).sum())
-    total -= log_softmax[labels[index]]
+    total -= numpy_log_softmax(logits[index])[labels[index]]
     count += 1
   return total / count
 
@@ -63,9 +68,7 @@ def test_size_mismatch_is_an_error(loss):
 
 def numpy_pixel_losses(logits, labels, ignore, class_weights=None):
   """(cross-entropy, weight) per pixel, flat, in float64; unlabelled pixels weigh 0."""
-  z = logits.astype(np.float64).reshape(-1, logits.shape[-1])
-  log_softmax = z - z.max(1, keepdims=True)
-  log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+  log_softmax = numpy_log_softmax(logits).reshape(-1, logits.shape[-1])
   flat = labels.reshape(-1)
   valid = flat != ignore
   safe = np.where(valid, flat, 0)
@@ -192,9 +195,7 @@ def test_top_k_and_ohem_exclude_each_other():
 
 def numpy_soft_jaccard(logits, labels, ignore):
   """Mean over the classes present of 1 - sum(p y) / sum(p + y - p y), labelled pixels only."""
-  z = logits.astype(np.float64).reshape(-1, logits.shape[-1])
-  p = np.exp(z - z.max(1, keepdims=True))
-  p /= p.sum(1, keepdims=True)
+  p = np.exp(numpy_log_softmax(logits)).reshape(-1, logits.shape[-1])
   flat = labels.reshape(-1)
   labelled = flat != ignore
   per_class = []
