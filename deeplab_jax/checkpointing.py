@@ -7,6 +7,7 @@ All Orbax calls live here, so a move to Orbax's v1 API touches this file only.
 """
 
 import contextlib
+import json
 import signal
 import threading
 import time
@@ -180,7 +181,24 @@ def restore_model(config: ml_collections.ConfigDict, workdir: str,
                  config.init_from)
     return model, variables_in(config.init_from, target), 0
   variables, step = restore_variables(workdir, target, config.eval.checkpoint_step)
+  saved, current = saved_config(workdir), flat_config(config)
+  changed = sorted(key for key in saved.keys() | current.keys()
+                   if key.startswith('model.') and saved and saved.get(key) != current.get(key))
+  if changed:  # Legitimate (train at output stride 16, evaluate at 8), but silent if a slip.
+    logging.warning('The model of %s was trained with other %s', workdir, ', '.join(
+        f'{key} ({saved.get(key)!r}, now {current.get(key)!r})' for key in changed))
   return model, variables, step
+
+
+def flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`config` as {'model.output_stride': 16, ...}, JSON values, as config.json holds it."""
+  return traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
+
+
+def saved_config(workdir: str) -> dict[str, Any]:
+  """The flattened <workdir>/config.json that training wrote; {} if there is none."""
+  path = absolute(workdir) / 'config.json'
+  return traverse_util.flatten_dict(json.loads(path.read_text()), sep='.') if path.exists() else {}
 
 
 def variables_in(directory: str, target: Any) -> Any:

@@ -1,13 +1,11 @@
 """Training: `train_and_evaluate`, the whole loop around `train_state`'s jitted train step."""
 
 import contextlib
-import json
 import time
 
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
-from flax import traverse_util
 import jax
 import ml_collections
 import numpy as np
@@ -82,11 +80,7 @@ def check_resumed(config: ml_collections.ConfigDict, workdir: str, manager, step
   `params`), or if `config` differs from the workdir's config.json in a key that changes the
   model, the data or the optimizer state's structure; logs the changes that are safe."""
   path = tf.io.gfile.join(workdir, 'config.json')
-  saved = {}
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as file:
-      saved = traverse_util.flatten_dict(json.load(file), sep='.')
-  current = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
+  saved, current = checkpointing.saved_config(workdir), checkpointing.flat_config(config)
   changed = sorted(key for key in saved.keys() | current.keys()
                    if saved and saved.get(key) != current.get(key))
   fixed = [key for key in changed if key.startswith(RESUME_FIXED_KEYS)]

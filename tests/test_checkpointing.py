@@ -1,6 +1,7 @@
 """Serving restores model variables alone: from a train checkpoint whatever its optimizer, onto
 the current mesh, with errors that name the workdir or the step."""
 
+import logging
 import os
 import resource
 import signal
@@ -13,6 +14,7 @@ import pytest
 from conftest import tiny_shapes_config
 from deeplab_jax import checkpointing
 from deeplab_jax import sharding
+from deeplab_jax import train
 from deeplab_jax.models import create_model
 from deeplab_jax.train_state import TrainState
 
@@ -41,6 +43,31 @@ def test_serving_restores_variables_from_any_train_state(tmp_path):
   config.eval.checkpoint_step = 8
   with pytest.raises(ValueError, match=r'No checkpoint of step 8 .* there are \[7\]'):
     checkpointing.restore_model(config, str(tmp_path), mesh)
+
+
+def test_a_model_config_other_than_training_s_is_named_in_a_warning(tmp_path, caplog):
+  # Atrous rates change no variable's shape: the checkpoint restores into either model, so only
+  # the run's config.json can tell that the rates differ.
+  config = tiny_shapes_config(str(tmp_path))
+  model = create_model(config.model)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
+      np.zeros((1, 33, 33, 3), np.uint8))
+  manager = checkpointing.create_manager(str(tmp_path), 2)
+  checkpointing.save(manager, 3, {'params': variables['params'],
+                                  'batch_stats': variables['batch_stats']})
+  manager.wait_until_finished()
+  train.write_config(config, str(tmp_path))
+  mesh = sharding.create_mesh()
+  with caplog.at_level(logging.WARNING, logger='absl'):
+    checkpointing.restore_model(config, str(tmp_path), mesh)
+  assert 'trained with other' not in caplog.text
+
+  config.model.atrous_rates = tuple(2 * rate for rate in config.model.atrous_rates)
+  config.eval.flip = not config.eval.flip
+  with caplog.at_level(logging.WARNING, logger='absl'):
+    checkpointing.restore_model(config, str(tmp_path), mesh)
+  assert 'trained with other model.atrous_rates' in caplog.text
+  assert 'eval.flip' not in caplog.text
 
 
 def test_a_workdir_without_checkpoints_is_named_and_left_alone(tmp_path):
