@@ -181,24 +181,26 @@ def restore_model(config: ml_collections.ConfigDict, workdir: str,
                  config.init_from)
     return model, variables_in(config.init_from, target), 0
   variables, step = restore_variables(workdir, target, config.eval.checkpoint_step)
-  saved, current = saved_config(workdir), flat_config(config)
-  changed = sorted(key for key in saved.keys() | current.keys()
-                   if key.startswith('model.') and saved and saved.get(key) != current.get(key))
-  if changed:  # Legitimate (train at output stride 16, evaluate at 8), but silent if a slip.
+  changes = config_changes(config, workdir) or {}
+  model_changes = [key for key in changes if key.startswith('model.')]
+  if model_changes:  # Legitimate (train at output stride 16, evaluate at 8), but silent if a slip.
     logging.warning('The model of %s was trained with other %s', workdir, ', '.join(
-        f'{key} ({saved.get(key)!r}, now {current.get(key)!r})' for key in changed))
+        f'{key} ({changes[key][0]!r}, now {changes[key][1]!r})' for key in model_changes))
   return model, variables, step
 
 
-def flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`config` as {'model.output_stride': 16, ...}, JSON values, as config.json holds it."""
-  return traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep='.')
-
-
-def saved_config(workdir: str) -> dict[str, Any]:
-  """The flattened <workdir>/config.json that training wrote; {} if there is none."""
+def config_changes(config: ml_collections.ConfigDict,
+                   workdir: str) -> dict[str, tuple[Any, Any]] | None:
+  """{'model.output_stride': (16, 8), ...}: each flattened key whose value in <workdir>/config.json
+  (the run's, as training wrote it) differs from `config`'s, sorted; None if there is no file."""
   path = absolute(workdir) / 'config.json'
-  return traverse_util.flatten_dict(json.loads(path.read_text()), sep='.') if path.exists() else {}
+  if not path.exists():
+    return None
+  flat = lambda tree: traverse_util.flatten_dict(tree, sep='.')
+  saved = flat(json.loads(path.read_text()))
+  current = flat(json.loads(config.to_json_best_effort()))
+  return {key: (saved.get(key), current.get(key)) for key in sorted(saved.keys() | current.keys())
+          if saved.get(key) != current.get(key)}
 
 
 def variables_in(directory: str, target: Any) -> Any:

@@ -80,28 +80,26 @@ def check_resumed(config: ml_collections.ConfigDict, workdir: str, manager, step
   `params`), or if `config` differs from the workdir's config.json in a key that changes the
   model, the data or the optimizer state's structure; logs the changes that are safe."""
   path = tf.io.gfile.join(workdir, 'config.json')
-  saved, current = checkpointing.saved_config(workdir), checkpointing.flat_config(config)
-  changed = sorted(key for key in saved.keys() | current.keys()
-                   if saved and saved.get(key) != current.get(key))
-  fixed = [key for key in changed if key.startswith(RESUME_FIXED_KEYS)]
+  changes = checkpointing.config_changes(config, workdir)
+  fixed = [key for key in changes or {} if key.startswith(RESUME_FIXED_KEYS)]
   try:
     checkpointing.check_same_params(manager, step, params, 'resume_step')
   except checkpointing.CheckpointMismatch as error:
     differ = ('the config keys that differ from its config.json: ' + ', '.join(
-        f'{key} ({saved.get(key)!r} -> {current.get(key)!r})' for key in fixed)
-              if saved else f'{path} is missing, to say which config keys differ')
+        f'{key} ({changes[key][0]!r} -> {changes[key][1]!r})' for key in fixed)
+              if changes is not None else f'{path} is missing, to say which config keys differ')
     raise checkpointing.CheckpointMismatch(f'{error}; {differ}. Use another --workdir, or the '
                                            'config it was trained with.') from None
   if fixed:
-    raise ConfigError(fixed[0], current.get(fixed[0]),
-                      f'the checkpoints in {workdir} were trained with {saved.get(fixed[0])!r} '
+    saved, current = changes[fixed[0]]
+    raise ConfigError(fixed[0], current,
+                      f'the checkpoints in {workdir} were trained with {saved!r} '
                       f'(its config.json); keys that change the model, the data or the '
                       f'optimizer state cannot change on resuming, and these do: '
-                      f'{", ".join(fixed)}. Use another --workdir, or the saved value',
-                      saved.get(fixed[0]))
-  if changed:
+                      f'{", ".join(fixed)}. Use another --workdir, or the saved value', saved)
+  if changes:
     logging.info('Resuming with changed %s', ', '.join(
-        f'{key}: {saved.get(key)!r} -> {current.get(key)!r}' for key in changed))
+        f'{key}: {saved!r} -> {current!r}' for key, (saved, current) in changes.items()))
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
