@@ -8,15 +8,14 @@ On CPU, where XLA's convolutions trail oneDNN's, convolutions become matmuls whe
 - a convolution whose taps mostly read padding (large atrous rates: ASPP's rate 36 on a 41x41
   map reads the image in 1.55 of its 9 taps' worth of positions) is a sum of matmuls, one per
   tap, over the outputs where that tap reads the image;
-- the others keep XLA's convolution and input gradient, but their kernel gradient (which XLA:CPU
-  computes 2-5 times slower than its forward pass) is a matmul per tap, over the same outputs;
 - a depthwise convolution (MobileNet's, Xception's: a filter per channel) is a sum over its taps
   of a strided slice of the padded input times the tap's weights, which XLA:CPU runs 25-45 times
   faster than its grouped convolution (3x3 on 1 x 257 x 257 x 32 to 1 x 33 x 33 x 576).
-TPU and GPU keep XLA's convolution (`lax.platform_dependent`), and so do other grouped
-convolutions, and small dense ones (under `MATMUL_MIN_MACS`: slicing per tap does not pay there,
-and it compiles slower). Exports that other compilers read (LiteRT, ONNX) trace under
-`portable.forms()`, which keeps XLA's convolution everywhere.
+Other dense convolutions keep XLA's: with jaxlib 0.10's YNNPACK its gradients are 1.03-1.9 times
+faster than per-tap matmuls. TPU and GPU keep XLA's convolution (`lax.platform_dependent`), and
+so do other grouped convolutions, and small dense ones (under `MATMUL_MIN_MACS`: slicing per tap
+does not pay there, and it compiles slower). Exports that other compilers read (LiteRT, ONNX)
+trace under `portable.forms()`, which keeps XLA's convolution everywhere.
 """
 
 import functools
@@ -60,8 +59,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: str | Padding,
   elif live_share(spans, kernel.shape[:2], out_size) < SPARSE_TAPS:
     cpu = functools.partial(tap_matmul_conv, strides=strides, spans=spans, out_size=out_size)
   else:
-    cpu = functools.partial(conv_with_matmul_kernel_grad, strides=strides, padding=padding,
-                            rates=rates, spans=spans)
+    return native(x, kernel)
   return lax.platform_dependent(x, kernel, cpu=cpu, default=native)
 
 
@@ -166,38 +164,3 @@ def depthwise_tap_conv(x, kernel, strides, padding, rates, out_size):
       window = lax.slice(x, start, end, (1, *strides, 1))
       out = out + window.astype(jnp.float32) * kernel[i, j, 0].astype(jnp.float32)
   return out.astype(x.dtype)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def conv_with_matmul_kernel_grad(x, kernel, strides, padding, rates, spans):
-  """XLA's convolution and input gradient; the kernel gradient is `kernel_grad`'s."""
-  return xla_conv(x, kernel, strides, padding, rates)
-
-
-def _forward(x, kernel, strides, padding, rates, spans):
-  return xla_conv(x, kernel, strides, padding, rates), (x, kernel)
-
-
-def _backward(strides, padding, rates, spans, residuals, dy):
-  x, kernel = residuals
-  _, input_grad = jax.vjp(lambda x: xla_conv(x, kernel, strides, padding, rates), x)
-  return input_grad(dy)[0], kernel_grad(x, dy, kernel, strides, spans)
-
-
-conv_with_matmul_kernel_grad.defvjp(_forward, _backward)
-
-
-def kernel_grad(x, dy, kernel, strides, spans) -> jax.Array:
-  """d(loss)/d(kernel), a matmul per tap: the input pixels it reads against the output
-  gradient, over the outputs where it reads the image (elsewhere it read zeros)."""
-  grads = jnp.zeros(kernel.shape, jnp.float32)
-  for i, span_h in enumerate(spans[0]):
-    for j, span_w in enumerate(spans[1]):
-      if span_h is None or span_w is None:
-        continue
-      inputs = tap_inputs(x, strides, span_h, span_w)
-      grad_out = dy[:, span_h[0]:span_h[1], span_w[0]:span_w[1]]
-      grads = grads.at[i, j].set(lax.dot_general(
-          inputs.reshape(-1, inputs.shape[-1]), grad_out.reshape(-1, grad_out.shape[-1]),
-          (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32))
-  return grads.astype(kernel.dtype)
