@@ -31,6 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.min_scale = 0.5  # Random scale range of training images.
   config.max_scale = 2.0
   config.flip = True  # Random horizontal flips when training.
+  # Class-uniform crops: with this probability a training crop holds a pixel of one of
+  # focus_crop_classes (class ids; a class drawn uniformly among those in the image).
+  config.focus_crop_classes = ()
+  config.focus_crop_probability = 0.0
   # The frame the model evaluates in: each image (resized by eval.resize, if set) is padded to
   # it. None: the least k * output_stride + 1 holding every image of eval_split.
   config.eval_crop_size = (513, 513)

@@ -45,7 +45,19 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(key, config[key], f'takes (height, width), each at least output_stride '
                         f'+ 1 = {stride + 1} (k * output_stride + 1 is best)',
                         (4 * stride + 1,) * 2)
+  check_focus_crops(config)
   check_eval_resize(config.eval)
+
+
+def check_focus_crops(config: ml_collections.ConfigDict) -> None:
+  """Raises a ConfigError unless focus_crop_classes are class ids and the probability is one."""
+  classes, num_classes = tuple(config.focus_crop_classes), config.model.num_classes
+  if not all(isinstance(c, int) and 0 <= c < num_classes for c in classes):
+    raise ConfigError('focus_crop_classes', classes, f'takes class ids, 0 .. {num_classes - 1}',
+                      (0,))
+  if not 0 <= config.focus_crop_probability <= 1:
+    raise ConfigError('focus_crop_probability', config.focus_crop_probability,
+                      'is a probability, from 0 to 1', 0.5)
 
 
 def check_eval_resize(eval_config: ml_collections.ConfigDict) -> None:

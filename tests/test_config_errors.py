@@ -40,6 +40,10 @@ MISTAKES = [
      "--config.eval_crop_size='(65, 65)'"),
     ({'eval_crop_size': (33, 65)}, "config.eval_crop_size=(33, 65): validation[:20] of 'shapes' "
      'holds images up to 64x64 (every shapes image)', "--config.eval_crop_size='(65, 65)'"),
+    ({'focus_crop_classes': (1, 4)}, 'config.focus_crop_classes=(1, 4): takes class ids, 0 .. 3',
+     "--config.focus_crop_classes='(0,)'"),
+    ({'focus_crop_probability': 1.5}, 'config.focus_crop_probability=1.5: is a probability',
+     '--config.focus_crop_probability=0.5'),
     ({'eval.resize': 'long'}, "config.eval.resize='long': is one of ('long_side', 'short_side', "
      "'fit_within', 'fit_box') (or None)", '--config.eval.resize=fit_within'),
     ({'eval.resize': 'fit_within', 'eval.resize_size': (513,)},

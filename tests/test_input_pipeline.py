@@ -68,6 +68,56 @@ def test_crop_and_flip_keep_image_label_and_box_aligned():
   assert len(crops) > 2 and 0 < flips < 20  # Offsets and flips vary with the seed.
 
 
+def windows_holding(pixel, label_shape, size):
+  """numpy reference: the (top, left) of every `size` window of `label_shape` holding `pixel`."""
+  return {(top, left) for top in range(label_shape[0] - size[0] + 1)
+          for left in range(label_shape[1] - size[1] + 1)
+          if top <= pixel[0] < top + size[0] and left <= pixel[1] < left + size[1]}
+
+
+def focused_windows(label, size, classes, probability, seeds):
+  """The (top, left) of the crops random_crop takes within focus_crop_bounds, one per seed."""
+  image, _ = coordinate_example(*label.shape)
+  label, box = tf.constant(label[..., None], tf.int32), tf.constant([0, 0, *label.shape])
+  windows = []
+  for seed in seeds:
+    bounds = preprocessing.focus_crop_bounds(label, size, classes, probability, [seed, 4])
+    crop, _, _ = preprocessing.random_crop(image, label, box, size, [seed, 5], bounds)
+    windows.append((int(crop[0, 0, 0]), int(crop[0, 0, 1])))  # It holds its own (y, x).
+  return windows
+
+
+def test_focus_crops_hold_a_pixel_of_the_class_and_reach_every_such_window():
+  label = np.zeros((30, 40), np.int32)
+  label[20, 3] = 2  # One pixel of class 2, near the left edge: windows hold it on one side.
+  windows = focused_windows(label, (11, 13), (2,), 1.0, range(400))
+  assert set(windows) == windows_holding((20, 3), label.shape, (11, 13))  # 11 x 4 of them.
+
+
+def test_focus_crops_draw_the_class_uniformly_then_its_pixel():
+  # Class 2 holds one pixel, class 3 a 10x10 block far from it: with pixels drawn uniformly,
+  # class 2 would be in 1 crop of 101; drawn by class, in half of them.
+  label = np.zeros((60, 60), np.int32)
+  label[2, 2] = 2
+  label[45:55, 45:55] = 3
+  windows = focused_windows(label, (11, 11), (2, 3, 1), 1.0, range(200))  # 1 is absent.
+  near_class_2 = sum(window in windows_holding((2, 2), label.shape, (11, 11))
+                     for window in windows)
+  assert 70 < near_class_2 < 130
+  block = {(top, left) for top in range(35, 55) for left in range(35, 55)}
+  assert all(window in block for window in windows if window[0] > 2)
+
+
+def test_focus_crops_happen_with_their_probability_and_only_when_the_class_is_there():
+  label = np.zeros((60, 60), np.int32)
+  label[0, 0] = 1  # Uniform 11x11 crops hold it once in 50 x 50.
+  corner = windows_holding((0, 0), label.shape, (11, 11))
+  windows = focused_windows(label, (11, 11), (1,), 0.5, range(200))
+  assert 70 < sum(window in corner for window in windows) < 130
+  absent = focused_windows(label, (11, 11), (2,), 1.0, range(100))
+  assert len(set(absent)) > 50 and sum(window in corner for window in absent) < 5
+
+
 def test_flip_happens_about_half_the_time():
   image, label = coordinate_example()
   box = tf.constant([0, 0, 10, 12])
@@ -125,6 +175,22 @@ def train_batches(config, builder, start_step, count, process_index=0, process_c
                                            start_step=start_step, process_index=process_index,
                                            process_count=process_count)
   return list(ds.take(count).as_numpy_iterator())
+
+
+def test_train_stream_with_focus_crops_holds_the_class_whenever_the_image_does(shapes_dir):
+  config = tiny_shapes_config(shapes_dir)
+  config.min_scale = config.max_scale = 2.0  # 128x128 images: a 33x33 crop is a small part.
+  builder = datasets.prepare_builder(datasets.get('shapes'), shapes_dir)
+
+  def holds_class_3(crop_size, probability):
+    config.crop_size, config.focus_crop_probability = crop_size, probability
+    config.focus_crop_classes = (3,)
+    return np.concatenate([(batch['label'] == 3).any(axis=(1, 2))
+                           for batch in train_batches(config, builder, 0, 4)])
+
+  in_image = holds_class_3((129, 129), 0.0)  # The whole image, in the same order.
+  np.testing.assert_array_equal(holds_class_3((33, 33), 1.0), in_image)
+  assert holds_class_3((33, 33), 0.0).sum() < in_image.sum()
 
 
 @pytest.mark.parametrize('process_index', [0, 1])

@@ -91,7 +91,10 @@ def create_train_dataset(config: ml_collections.ConfigDict, info: DatasetInfo,
     image, label = preprocessing.random_scale(image, label, config.min_scale, config.max_scale,
                                               scale_seed)
     image, label, box = preprocessing.pad_to_size(image, label, crop_size, config.ignore_label)
-    image, label, box = preprocessing.random_crop(image, label, box, crop_size, crop_seed)
+    bounds = preprocessing.focus_crop_bounds(label, crop_size, tuple(config.focus_crop_classes),
+                                             config.focus_crop_probability,
+                                             tf.random.experimental.stateless_fold_in(crop_seed, 1))
+    image, label, box = preprocessing.random_crop(image, label, box, crop_size, crop_seed, bounds)
     if config.flip:
       image, label, box = preprocessing.random_flip(image, label, box, flip_seed)
     return {'image': image, 'label': label[..., 0], 'box': box}

@@ -10,6 +10,7 @@ per example, so a pipeline is reproducible.
 
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -60,14 +61,49 @@ def pad_to_size(image: tf.Tensor, label: tf.Tensor, size: Sequence[int],
   return image, label, tf.stack([0, 0, height, width])
 
 
+def any_crop_bounds(image: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
+  """Bounds (first top, last top, first left, last left) of every `size` window of `image`."""
+  return tf.stack([0, tf.shape(image)[0] - size[0], 0, tf.shape(image)[1] - size[1]])
+
+
+def focus_crop_bounds(label: tf.Tensor, size: Sequence[int], classes: Sequence[int],
+                      probability: float, seed: tf.Tensor) -> tf.Tensor:
+  """The bounds of a `size` window of `label` (as `any_crop_bounds`) for class-uniform crops.
+
+  With `probability`, and if `label` holds any of `classes`, only windows that contain one
+  pixel are allowed: a class drawn uniformly among those present, then one of its pixels
+  (class-uniform sampling, as Zhu et al. 2019 do for Cityscapes' rare classes). Otherwise any.
+  """
+  height, width = tf.shape(label)[0], tf.shape(label)[1]
+  anywhere = any_crop_bounds(label, size)
+  if not classes or probability <= 0:
+    return anywhere
+  coin_seed, class_seed, pixel_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+  classes = tf.constant(classes, tf.int32)
+  present = tf.reduce_any(label[None, ..., 0] == classes[:, None, None], axis=[1, 2])
+
+  def around_a_pixel():
+    logits = tf.where(present, 0.0, -np.inf)[None]
+    chosen = tf.random.stateless_categorical(logits, 1, class_seed, dtype=tf.int32)[0, 0]
+    pixels = tf.cast(tf.where(label[..., 0] == classes[chosen]), tf.int32)
+    index = tf.random.stateless_uniform([], pixel_seed, 0, tf.shape(pixels)[0], dtype=tf.int32)
+    y, x = pixels[index, 0], pixels[index, 1]
+    return tf.stack([tf.maximum(y - size[0] + 1, 0), tf.minimum(y, height - size[0]),
+                     tf.maximum(x - size[1] + 1, 0), tf.minimum(x, width - size[1])])
+
+  focus = (tf.random.stateless_uniform([], coin_seed) < probability) & tf.reduce_any(present)
+  return tf.cond(focus, around_a_pixel, lambda: anywhere)
+
+
 def random_crop(image: tf.Tensor, label: tf.Tensor, box: tf.Tensor, size: Sequence[int],
-                seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                seed: tf.Tensor,
+                bounds: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """The same random `size` window of image and label (both at least that large), and the
-  image's `box` within it."""
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  image's `box` within it; `bounds` (`focus_crop_bounds`) limit where the window starts."""
+  bounds = any_crop_bounds(image, size) if bounds is None else bounds
   top_seed, left_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-  top = tf.random.stateless_uniform([], top_seed, 0, height - size[0] + 1, dtype=tf.int32)
-  left = tf.random.stateless_uniform([], left_seed, 0, width - size[1] + 1, dtype=tf.int32)
+  top = tf.random.stateless_uniform([], top_seed, bounds[0], bounds[1] + 1, dtype=tf.int32)
+  left = tf.random.stateless_uniform([], left_seed, bounds[2], bounds[3] + 1, dtype=tf.int32)
   image = image[top:top + size[0], left:left + size[1]]
   label = label[top:top + size[0], left:left + size[1]]
   box = tf.clip_by_value(box - tf.stack([top, left, top, left]), 0, tf.tile(size, [2]))
