@@ -74,22 +74,21 @@ def focus_crop_bounds(label: tf.Tensor, size: Sequence[int], classes: Sequence[i
   pixel are allowed: a class drawn uniformly among those present, then one of its pixels
   (class-uniform sampling, as Zhu et al. 2019 do for Cityscapes' rare classes). Otherwise any.
   """
-  height, width = tf.shape(label)[0], tf.shape(label)[1]
   anywhere = any_crop_bounds(label, size)
   if not classes or probability <= 0:
     return anywhere
   coin_seed, class_seed, pixel_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-  classes = tf.constant(classes, tf.int32)
-  present = tf.reduce_any(label[None, ..., 0] == classes[:, None, None], axis=[1, 2])
+  is_class = label[None, ..., 0] == tf.constant(classes, tf.int32)[:, None, None]  # [C, H, W]
+  present = tf.reduce_any(is_class, axis=[1, 2])
 
   def around_a_pixel():
     logits = tf.where(present, 0.0, -np.inf)[None]
     chosen = tf.random.stateless_categorical(logits, 1, class_seed, dtype=tf.int32)[0, 0]
-    pixels = tf.cast(tf.where(label[..., 0] == classes[chosen]), tf.int32)
+    pixels = tf.cast(tf.where(is_class[chosen]), tf.int32)
     index = tf.random.stateless_uniform([], pixel_seed, 0, tf.shape(pixels)[0], dtype=tf.int32)
     y, x = pixels[index, 0], pixels[index, 1]
-    return tf.stack([tf.maximum(y - size[0] + 1, 0), tf.minimum(y, height - size[0]),
-                     tf.maximum(x - size[1] + 1, 0), tf.minimum(x, width - size[1])])
+    return tf.stack([tf.maximum(y - size[0] + 1, 0), tf.minimum(y, anywhere[1]),
+                     tf.maximum(x - size[1] + 1, 0), tf.minimum(x, anywhere[3])])
 
   focus = (tf.random.stateless_uniform([], coin_seed) < probability) & tf.reduce_any(present)
   return tf.cond(focus, around_a_pixel, lambda: anywhere)
