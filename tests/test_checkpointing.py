@@ -100,3 +100,24 @@ def test_a_save_that_cannot_write_fails_by_name_and_leaves_the_others_intact(tmp
   restored, step = checkpointing.restore_latest(manager, state)
   assert step == 1
   jax.tree.map(np.testing.assert_array_equal, restored, state)
+
+
+def test_small_replicated_arrays_are_saved_whole_and_large_ones_split(tmp_path, caplog):
+  # Orbax writes a replicated array as a slice from each replica, one compiled program per shape
+  # and device: arrays whose slices would be under MIN_SLICE_BYTES are written whole instead.
+  # Every array here has an axis that the 4 replicas divide, which is what Orbax splits along.
+  mesh = sharding.create_mesh()
+  large = np.arange(4 * 262_151, dtype=np.float32).reshape(4, 262_151)  # 1 MiB slices.
+  assert large.nbytes // 4 >= checkpointing.MIN_SLICE_BYTES
+  state = {'small': np.arange(68, dtype=np.float32), 'kernel': np.ones((3, 3, 12, 20), np.float32),
+           'large': large}
+  replicated = jax.device_put(state, sharding.replicated(mesh))
+  manager = checkpointing.create_manager(str(tmp_path), 1)
+  with jax.log_compiles(), caplog.at_level(logging.WARNING, logger='jax'):
+    checkpointing.save(manager, 1, replicated)
+    manager.wait_until_finished()
+  sliced = {message.split('with global shapes and types (')[1].split(',)')[0]
+            for message in caplog.messages if message.startswith('Compiling jit(slice)')}
+  assert sliced == {'ShapedArray(float32[4,262151])'}
+  restored = manager.restore(1)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), state)
