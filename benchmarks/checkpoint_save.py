@@ -17,7 +17,6 @@ from absl import app
 from absl import flags
 import jax
 from ml_collections import config_flags
-import orbax.checkpoint as ocp
 
 from deeplab_jax import checkpointing
 from deeplab_jax import runtime
@@ -38,8 +37,7 @@ flags.mark_flags_as_required(['config'])
 def main(argv):
   del argv
   runtime.initialize(FLAGS.cpu_devices, tensorflow=False)
-  ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(
-      min_slice_bytes_for_replica_parallel=FLAGS.min_slice_bytes), override=True)
+  checkpointing.set_min_slice_bytes(FLAGS.min_slice_bytes)
   config = FLAGS.config
   state = train_state.create_train_state(config, create_model(config.model),
                                          sharding.create_mesh(), seed=0)

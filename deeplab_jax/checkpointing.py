@@ -30,10 +30,19 @@ from deeplab_jax.models import abstract_variables, create_model
 # program compiled per array shape and device: 88 compiles, 20 of the 50 s of the tests' tiny
 # training run on 4 CPU devices. Arrays whose slices would be under 1 MiB (BatchNorm vectors,
 # most kernels of small models) are written whole by one replica; larger ones keep the split.
+# (Orbax's default handler also records the implementation of PRNG key arrays: a train state
+# holds none.)
 MIN_SLICE_BYTES = 2 ** 20
-ocp.type_handlers.register_type_handler(
-    jax.Array, ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=MIN_SLICE_BYTES),
-    override=True)
+
+
+def set_min_slice_bytes(min_slice_bytes: int) -> None:
+  """Replicated arrays whose slice per replica would be under `min_slice_bytes` are written
+  whole by one replica (0: every array split, as Orbax does by default)."""
+  ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(
+      min_slice_bytes_for_replica_parallel=min_slice_bytes), override=True)
+
+
+set_min_slice_bytes(MIN_SLICE_BYTES)
 
 
 def absolute(path: str) -> epath.Path:
