@@ -8,6 +8,7 @@ All Orbax calls live here, so a move to Orbax's v1 API touches this file only.
 
 import contextlib
 import json
+import logging as python_logging
 import signal
 import threading
 import time
@@ -38,8 +39,14 @@ MIN_SLICE_BYTES = 2 ** 20
 def set_min_slice_bytes(min_slice_bytes: int) -> None:
   """Replicated arrays whose slice per replica would be under `min_slice_bytes` are written
   whole by one replica (0: every array split, as Orbax does by default)."""
-  ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(
-      min_slice_bytes_for_replica_parallel=min_slice_bytes), override=True)
+  handler = ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=min_slice_bytes)
+  absl_logger = logging.get_absl_logger()
+  level = absl_logger.level
+  absl_logger.setLevel(python_logging.ERROR)  # Orbax warns that it replaces its own.
+  try:
+    ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+  finally:
+    absl_logger.setLevel(level)
 
 
 set_min_slice_bytes(MIN_SLICE_BYTES)
