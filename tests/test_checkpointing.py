@@ -115,9 +115,10 @@ def test_small_replicated_arrays_are_saved_whole_and_large_ones_split(tmp_path, 
   manager = checkpointing.create_manager(str(tmp_path), 1)
   with jax.log_compiles(), caplog.at_level(logging.WARNING, logger='jax'):
     checkpointing.save(manager, 1, replicated)
-    manager.wait_until_finished()
+    checkpointing.wait_until_saved(manager)
   sliced = {message.split('with global shapes and types (')[1].split(',)')[0]
             for message in caplog.messages if message.startswith('Compiling jit(slice)')}
   assert sliced == {'ShapedArray(float32[4,262151])'}
-  restored = manager.restore(1)
+  restored, step = checkpointing.restore_latest(manager, replicated)
+  assert step == 1
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), state)
