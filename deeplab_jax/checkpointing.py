@@ -166,11 +166,13 @@ def set_aside_after(manager: ocp.CheckpointManager, step: int) -> None:
   manager.reload()
 
 
-def restore_variables(workdir: str, variables: Any, step: int | None = None) -> tuple[Any, int]:
+def restore_variables(workdir: str, variables: Any, step: int | None = None,
+                      averaged: bool = False) -> tuple[Any, int]:
   """(model variables, step) of train checkpoint `step` (default: the latest) of `workdir`.
 
   Only 'params' and 'batch_stats' are read, onto `variables` (arrays or ShapeDtypeStructs with
-  shardings); the optimizer state is not, so serving needs no optimizer.
+  shardings), or with `averaged` their moving average (`config.ema_decay`); the optimizer
+  state is not, so serving needs no optimizer.
   """
   if not checkpoint_dir(workdir).is_dir():
     raise ValueError(f'{workdir} holds no checkpoint (no {checkpoint_dir(workdir)})')
@@ -182,14 +184,22 @@ def restore_variables(workdir: str, variables: Any, step: int | None = None) -> 
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, variables)
     if target is not None:  # None restores whatever the checkpoint holds.
       check_same_params(manager, step, target['params'], 'eval.checkpoint_step')
-    logging.info('Restoring the model variables of step %d from %s', step, manager.directory)
+    if averaged:
+      with _damage_named(manager, step, 'eval.checkpoint_step'):
+        if not _saved_tree(manager.directory / str(step) / 'default').get('ema'):
+          raise CheckpointMismatch(f'Checkpoint step {step} in {manager.directory} holds no '
+                                   'moving average of the variables (it was trained with '
+                                   'ema_decay=0): evaluate it with --config.ema_decay=0')
+      target = {'ema': target}
+    logging.info('Restoring the model variables%s of step %d from %s',
+                 ' (their moving average)' if averaged else '', step, manager.directory)
     with _damage_named(manager, step, 'eval.checkpoint_step'):
       restored = manager.restore(step, args=ocp.args.PyTreeRestore(
           item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
           partial_restore=True))
   finally:
     manager.close()
-  return restored, step
+  return (restored['ema'] if averaged else restored), step
 
 
 def restore_model(config: ml_collections.ConfigDict, workdir: str,
@@ -206,7 +216,8 @@ def restore_model(config: ml_collections.ConfigDict, workdir: str,
     logging.info('%s holds no checkpoint: the variables of init_from=%s', workdir,
                  config.init_from)
     return model, variables_in(config.init_from, target), 0
-  variables, step = restore_variables(workdir, target, config.eval.checkpoint_step)
+  variables, step = restore_variables(workdir, target, config.eval.checkpoint_step,
+                                      averaged=bool(config.ema_decay))
   changes = config_changes(config, workdir) or {}
   model_changes = [key for key in changes if key.startswith('model.')]
   if model_changes:  # Legitimate (train at output stride 16, evaluate at 8), but silent if a slip.

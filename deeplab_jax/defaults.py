@@ -115,6 +115,10 @@ def get_config() -> ml_collections.ConfigDict:
   # ('backbone/stage1_unit1/conv1/bn/scale') the regex searches is multiplied; the first match
   # counts. 0 freezes: no update, no decay. E.g. (('classifier', 10.0),) as DeepLab v1 and v2.
   config.learning_rate_multipliers = ()
+  # > 0: also keep an exponential moving average of the model variables (parameters and
+  # BatchNorm statistics) with this decay, e.g. 0.999 (see train_state.ema_rate); evaluation,
+  # prediction and export then use the average. 0 keeps none.
+  config.ema_decay = 0.0
   # A non-finite loss or gradient stops training (nothing after the last good checkpoint is
   # saved); True skips such steps instead, leaving the state as it was, and logs how many.
   config.skip_nonfinite_steps = False

@@ -71,7 +71,7 @@ def write_train_summaries(writer: metric_writers.MetricWriter, step: int,
 # optimizer state of another structure.
 RESUME_FIXED_KEYS = ('model.', 'dataset', 'folder.', 'train_split', 'crop_size', 'min_scale',
                      'max_scale', 'flip', 'batch_size', 'ignore_label', 'seed',
-                     'learning_rate_multipliers', 'focus_crop_')
+                     'learning_rate_multipliers', 'focus_crop_', 'ema_decay')
 
 
 def check_resumed(config: ml_collections.ConfigDict, workdir: str, manager, step: int,
@@ -195,7 +195,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
 
       if evaluate_now:
         with report_progress.timed('eval'):
-          evaluator(state.variables, step, writer, tf.io.gfile.join(workdir, 'eval'))
+          evaluator(state.eval_variables, step, writer, tf.io.gfile.join(workdir, 'eval'))
 
       if save:
         with report_progress.timed('checkpoint'):

@@ -1,5 +1,6 @@
-"""The train state and what moves it: model variables, SGD with momentum on the poly schedule,
-and the pure, jitted `train_step(state, batch) -> (state, metrics)`. Imports no TensorFlow.
+"""The train state and what moves it: model variables (and their moving average), SGD with
+momentum on the poly schedule, and the pure, jitted `train_step(state, batch) -> (state,
+metrics)`. Imports no TensorFlow.
 
 Serving needs none of this: it restores model variables alone (`checkpointing.restore_model`).
 """
@@ -8,6 +9,7 @@ from collections.abc import Callable, Sequence
 import re
 from typing import Any
 
+from flax import struct
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
@@ -22,13 +24,28 @@ from deeplab_jax.models.normalization import fill_padding
 
 
 class TrainState(train_state.TrainState):
-  """Step, params, optimizer state, and the BatchNorm running statistics."""
+  """Step, params, optimizer state, the BatchNorm running statistics and, with
+  `config.ema_decay`, the moving average of those variables ({} without)."""
   batch_stats: Any
+  ema: Any = struct.field(default_factory=dict)
 
   @property
   def variables(self) -> dict[str, Any]:
-    """What the model is applied with: {'params': ..., 'batch_stats': ...}."""
+    """What the model is trained with: {'params': ..., 'batch_stats': ...}."""
     return {'params': self.params, 'batch_stats': self.batch_stats}
+
+  @property
+  def eval_variables(self) -> dict[str, Any]:
+    """What the model is evaluated, served and exported with: the moving average where one
+    is kept, else the variables."""
+    return self.ema or self.variables
+
+
+def ema_rate(decay: float, step: jax.Array) -> jax.Array:
+  """The weight of the old average at (0-based) `step`: `decay`, but at most step / (step + 10),
+  as TensorFlow's ExponentialMovingAverage with num_updates. The average starts at the first
+  update, and early on weighs the last tenth or so of the steps taken, not the initial weights."""
+  return jnp.minimum(decay, step / (step + 10.0))
 
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -101,8 +118,10 @@ def _state_initializer(config: ml_collections.ConfigDict, model, seed: int) -> C
   def init():
     rng = jax.random.key(seed, impl='rbg')
     variables = model.init(rng, jnp.zeros((1, *config.crop_size, 3), jnp.uint8), train=False)
+    variables.setdefault('batch_stats', {})  # VGG has none.
     state = TrainState.create(apply_fn=model.apply, params=variables['params'],
-                              batch_stats=variables.get('batch_stats', {}),  # VGG has none.
+                              batch_stats=variables['batch_stats'],
+                              ema=variables if config.ema_decay else {},
                               tx=create_optimizer(config))
     return state.replace(step=jnp.zeros((), jnp.int32))
 
@@ -144,11 +163,17 @@ def make_train_step(config: ml_collections.ConfigDict, model,
     metrics = {'loss': loss, 'learning_rate': schedule(state.step), 'grad_norm': grad_norm,
                'finite': finite}
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if config.ema_decay:
+      rate = ema_rate(config.ema_decay, state.step)
+      new_state = new_state.replace(ema=jax.tree.map(
+          lambda average, value: rate * average + (1 - rate) * value, state.ema,
+          new_state.variables))
     if config.skip_nonfinite_steps:  # Such a step only advances the step count.
       keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
       new_state = new_state.replace(params=keep(new_state.params, state.params),
                                     opt_state=keep(new_state.opt_state, state.opt_state),
-                                    batch_stats=keep(new_state.batch_stats, state.batch_stats))
+                                    batch_stats=keep(new_state.batch_stats, state.batch_stats),
+                                    ema=keep(new_state.ema, state.ema))
     return new_state, metrics
 
   return train_step

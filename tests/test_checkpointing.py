@@ -45,6 +45,29 @@ def test_serving_restores_variables_from_any_train_state(tmp_path):
     checkpointing.restore_model(config, str(tmp_path), mesh)
 
 
+def test_serving_restores_the_moving_average_where_the_config_keeps_one(tmp_path):
+  config = tiny_shapes_config(str(tmp_path))
+  model = create_model(config.model)
+  variables = jax.jit(lambda x: model.init(jax.random.key(3), x, train=False))(
+      np.zeros((1, 33, 33, 3), np.uint8))
+  average = jax.tree.map(lambda x: x + np.random.default_rng(1).normal(size=x.shape), variables)
+  mesh = sharding.create_mesh()
+  for workdir, ema in (tmp_path / 'with', average), (tmp_path / 'without', {}):
+    state = TrainState.create(apply_fn=model.apply, params=variables['params'],
+                              batch_stats=variables['batch_stats'], ema=ema, tx=optax.sgd(0.1))
+    manager = checkpointing.create_manager(str(workdir), 2)
+    checkpointing.save(manager, 5, state)
+    checkpointing.wait_until_saved(manager)
+
+  for decay, want in (0.0, variables), (0.999, average):
+    config.ema_decay = decay
+    _, restored, _ = checkpointing.restore_model(config, str(tmp_path / 'with'), mesh)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), jax.device_get(want))
+  with pytest.raises(checkpointing.CheckpointMismatch,
+                     match=r'step 5 .* holds no moving average .* --config.ema_decay=0'):
+    checkpointing.restore_model(config, str(tmp_path / 'without'), mesh)
+
+
 def test_a_model_config_other_than_training_s_is_named_in_a_warning(tmp_path, caplog):
   # Atrous rates change no variable's shape: the checkpoint restores into either model, so only
   # the run's config.json can tell that the rates differ.

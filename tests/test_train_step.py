@@ -1,5 +1,5 @@
 """The jitted, sharded train step: 4 devices equal 1 device, bf16, one compilation, decay mask,
-frozen BatchNorm and learning rate multipliers."""
+frozen BatchNorm, learning rate multipliers and the moving average of the variables."""
 
 from flax import traverse_util
 import jax
@@ -90,6 +90,35 @@ def test_train_step_compiles_once():
   for index in range(3):
     state, _ = step(state, sharding.shard_batch(random_batch(config, index), mesh))
   assert len(traces) == 1
+
+
+def test_moving_average_follows_each_step_and_leaves_training_alone():
+  """With ema_decay, after the step at 0-based step t the average is r * average + (1 - r) *
+  variables, r = min(decay, t / (t + 10)), computed here in numpy from each step's variables;
+  the parameters and statistics are those of training without it."""
+  mesh = sharding.create_mesh()
+  states = {}
+  for decay in (0.0, 0.2):  # 0.2: the cap decides from t = 3 on (3 / 13 > 0.2).
+    config = tiny_config()
+    config.ema_decay = decay
+    model = create_model(config.model)
+    state = train_state.create_train_state(config, model, mesh, seed=0)
+    step = train_state.jit_train_step(train_state.make_train_step(config, model), mesh)
+    expected = None
+    for t in range(5):
+      state, _ = step(state, sharding.shard_batch(random_batch(config, t), mesh))
+      variables = jax.device_get(state.variables)
+      rate = min(decay, t / (t + 10))
+      expected = variables if expected is None else jax.tree.map(
+          lambda average, value: rate * average + (1 - rate) * value, expected, variables)
+    states[decay] = jax.device_get(state)
+  assert states[0.0].ema == {} and states[0.0].eval_variables == states[0.0].variables
+  jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7),
+               states[0.2].ema, expected)
+  assert states[0.2].eval_variables is states[0.2].ema
+  assert not any(np.array_equal(average, value) for average, value in zip(
+      jax.tree.leaves(states[0.2].ema['params']), jax.tree.leaves(states[0.2].params)))
+  jax.tree.map(np.testing.assert_array_equal, states[0.2].variables, states[0.0].variables)
 
 
 def test_weight_decay_only_on_kernels():
