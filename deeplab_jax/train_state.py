@@ -118,12 +118,11 @@ def _state_initializer(config: ml_collections.ConfigDict, model, seed: int) -> C
   def init():
     rng = jax.random.key(seed, impl='rbg')
     variables = model.init(rng, jnp.zeros((1, *config.crop_size, 3), jnp.uint8), train=False)
-    variables.setdefault('batch_stats', {})  # VGG has none.
     state = TrainState.create(apply_fn=model.apply, params=variables['params'],
-                              batch_stats=variables['batch_stats'],
-                              ema=variables if config.ema_decay else {},
+                              batch_stats=variables.get('batch_stats', {}),  # VGG has none.
                               tx=create_optimizer(config))
-    return state.replace(step=jnp.zeros((), jnp.int32))
+    return state.replace(step=jnp.zeros((), jnp.int32),
+                         ema=state.variables if config.ema_decay else {})
 
   return init
 
