@@ -19,13 +19,18 @@ from deeplab_jax.models import create_model
 from deeplab_jax.train_state import TrainState
 
 
+def initial_variables(model, seed):
+  """The model's variables as initialised for 33x33 images."""
+  return jax.jit(lambda x: model.init(jax.random.key(seed), x, train=False))(
+      np.zeros((1, 33, 33, 3), np.uint8))
+
+
 def test_serving_restores_variables_from_any_train_state(tmp_path):
   # A train state with Adam's optimizer state, which our SGD does not have: serving reads the
   # model variables only, so it restores them all the same.
   config = tiny_shapes_config(str(tmp_path))
   model = create_model(config.model)
-  variables = jax.jit(lambda x: model.init(jax.random.key(3), x, train=False))(
-      np.zeros((1, 33, 33, 3), np.uint8))
+  variables = initial_variables(model, 3)
   variables = jax.tree.map(lambda x: x + np.random.default_rng(0).normal(size=x.shape), variables)
   state = TrainState.create(apply_fn=model.apply, params=variables['params'],
                             batch_stats=variables['batch_stats'], tx=optax.adam(1e-3))
@@ -48,8 +53,7 @@ def test_serving_restores_variables_from_any_train_state(tmp_path):
 def test_serving_restores_the_moving_average_where_the_config_keeps_one(tmp_path):
   config = tiny_shapes_config(str(tmp_path))
   model = create_model(config.model)
-  variables = jax.jit(lambda x: model.init(jax.random.key(3), x, train=False))(
-      np.zeros((1, 33, 33, 3), np.uint8))
+  variables = initial_variables(model, 3)
   average = jax.tree.map(lambda x: x + np.random.default_rng(1).normal(size=x.shape), variables)
   mesh = sharding.create_mesh()
   for workdir, ema in (tmp_path / 'with', average), (tmp_path / 'without', {}):
@@ -73,8 +77,7 @@ def test_a_model_config_other_than_training_s_is_named_in_a_warning(tmp_path, ca
   # the run's config.json can tell that the rates differ.
   config = tiny_shapes_config(str(tmp_path))
   model = create_model(config.model)
-  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
-      np.zeros((1, 33, 33, 3), np.uint8))
+  variables = initial_variables(model, 0)
   manager = checkpointing.create_manager(str(tmp_path), 2)
   checkpointing.save(manager, 3, {'params': variables['params'],
                                   'batch_stats': variables['batch_stats']})
