@@ -79,6 +79,9 @@ def get_config() -> ml_collections.ConfigDict:
   model.std_rgb = ml_collections.config_dict.placeholder(tuple)
 
   # Optimisation: SGD with momentum, weight decay on conv kernels, poly learning rate.
+  # 'adamw': Adam with b1 = momentum and decoupled weight decay, times the learning rate (so
+  # AdamW's weight_decay is of the order of 1e-2, not SGD's 1e-4).
+  config.optimizer = 'sgd'
   # Global batches, split over all devices and hosts: 16 runs on TPU slices of up to 16 chips.
   config.batch_size = 16
   config.num_train_steps = 30_000

@@ -71,7 +71,7 @@ def write_train_summaries(writer: metric_writers.MetricWriter, step: int,
 # optimizer state of another structure.
 RESUME_FIXED_KEYS = ('model.', 'dataset', 'folder.', 'train_split', 'crop_size', 'min_scale',
                      'max_scale', 'flip', 'batch_size', 'ignore_label', 'seed',
-                     'learning_rate_multipliers', 'focus_crop_', 'ema_decay')
+                     'learning_rate_multipliers', 'focus_crop_', 'ema_decay', 'optimizer')
 
 
 def check_resumed(config: ml_collections.ConfigDict, workdir: str, manager, step: int,

@@ -1,6 +1,6 @@
 """The train state and what moves it: model variables (and their moving average), SGD with
-momentum on the poly schedule, and the pure, jitted `train_step(state, batch) -> (state,
-metrics)`. Imports no TensorFlow.
+momentum (or AdamW) on the poly schedule, and the pure, jitted `train_step(state, batch) ->
+(state, metrics)`. Imports no TensorFlow.
 
 Serving needs none of this: it restores model variables alone (`checkpointing.restore_model`).
 """
@@ -48,25 +48,36 @@ def ema_rate(decay: float, step: jax.Array) -> jax.Array:
   return jnp.minimum(decay, step / (step + 10.0))
 
 
+OPTIMIZERS = ('sgd', 'adamw')
+
+
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """SGD with momentum on the schedule, weight decay on convolution kernels only; each
-  parameter's learning rate and decay times its `config.learning_rate_multipliers` entry."""
+  """`config.optimizer` on the schedule: 'sgd', SGD with momentum and weight decay added to the
+  gradient, or 'adamw', Adam (b1 = momentum) with decoupled weight decay (Loshchilov & Hutter),
+  scaled by the learning rate. Weight decay is on convolution kernels only; each parameter's
+  learning rate and decay are times its `config.learning_rate_multipliers` entry."""
+  if config.optimizer not in OPTIMIZERS:
+    raise ConfigError('optimizer', config.optimizer, f'unknown; expected one of {OPTIMIZERS}',
+                      'sgd')
   schedule = schedules.create_learning_rate_schedule(config)
   decay_mask = lambda params: jax.tree_util.tree_map_with_path(
       lambda path, _: path[-1].key == 'kernel', params)
 
-  def sgd(multiplier: float) -> optax.GradientTransformation:
+  def optimizer(multiplier: float) -> optax.GradientTransformation:
     if multiplier == 0:  # Frozen: no update, no decay, no momentum.
       return optax.set_to_zero()
     rate = schedule if multiplier == 1 else lambda step: multiplier * schedule(step)
+    if config.optimizer == 'adamw':
+      return optax.adamw(rate, b1=config.momentum, weight_decay=config.weight_decay,
+                         mask=decay_mask)
     return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
                        optax.sgd(rate, momentum=config.momentum))
 
   if not config.learning_rate_multipliers:
-    return sgd(1.0)
+    return optimizer(1.0)
   multipliers = {multiplier for _, multiplier in config.learning_rate_multipliers} | {1.0}
   return optax.multi_transform(
-      {f'x{multiplier}': sgd(multiplier) for multiplier in multipliers},
+      {f'x{multiplier}': optimizer(multiplier) for multiplier in multipliers},
       lambda params: jax.tree.map(lambda m: f'x{m}', parameter_multipliers(
           params, config.learning_rate_multipliers)))
 

@@ -189,6 +189,48 @@ def test_learning_rate_multipliers_scale_the_step_and_the_decay():
                updates, jax.tree_util.tree_map_with_path(expected, params, grads))
 
 
+def test_adamw_matches_adam_written_out_in_numpy():
+  """Two AdamW steps against numpy: bias-corrected moments with b1 = momentum, plus the decay
+  on kernels only, times the scheduled rate; the multipliers scale both, and 0 freezes."""
+  config = tiny_config()
+  config.optimizer, config.weight_decay, config.momentum = 'adamw', 0.05, 0.8
+  config.learning_rate = 1e-3
+  config.learning_rate_multipliers = (('classifier', 10.0), ('/bn/', 0.0))
+  rng = np.random.default_rng(0)
+  shapes = {'classifier/kernel': (3, 4), 'classifier/bias': (4,), 'stage/conv/kernel': (2, 2),
+            'stage/bn/scale': (2,)}
+  want = {name: rng.normal(size=shape).astype(np.float32) for name, shape in shapes.items()}
+  params = traverse_util.unflatten_dict(want, sep='/')
+  tx = train_state.create_optimizer(config)
+  opt_state = tx.init(params)
+  first = {name: 0.0 for name in shapes}
+  second = {name: 0.0 for name in shapes}
+  for step in range(2):
+    grads = {name: rng.normal(size=shape).astype(np.float32) for name, shape in shapes.items()}
+    updates, opt_state = tx.update(traverse_util.unflatten_dict(grads, sep='/'), opt_state,
+                                   params)
+    params = jax.tree.map(lambda w, u: w + u, params, updates)
+    rate = config.learning_rate * (1 - step / config.num_train_steps) ** config.lr_power
+    for name, grad in grads.items():
+      multiplier = 10.0 if 'classifier' in name else 0.0 if '/bn/' in name else 1.0
+      first[name] = 0.8 * first[name] + 0.2 * grad
+      second[name] = 0.999 * second[name] + 0.001 * grad**2
+      adam = (first[name] / (1 - 0.8**(step + 1))) / (
+          np.sqrt(second[name] / (1 - 0.999**(step + 1))) + 1e-8)
+      decay = 0.05 * want[name] if name.endswith('kernel') else 0.0
+      want[name] = want[name] - multiplier * rate * (adam + decay)
+  got = traverse_util.flatten_dict(jax.device_get(params), sep='/')
+  for name in shapes:
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_an_unknown_optimizer_is_a_config_error():
+  config = tiny_config()
+  config.optimizer = 'adam'
+  with pytest.raises(ConfigError, match="unknown; expected one of \\('sgd', 'adamw'\\)"):
+    train_state.create_optimizer(config)
+
+
 def test_a_multiplier_that_matches_no_parameter_is_a_config_error():
   config = tiny_config()
   config.learning_rate_multipliers = (('clasifier', 10.0),)
