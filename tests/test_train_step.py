@@ -1,5 +1,5 @@
 """The jitted, sharded train step: 4 devices equal 1 device, bf16, one compilation, decay mask,
-frozen BatchNorm, learning rate multipliers and the moving average of the variables."""
+frozen BatchNorm, learning rate multipliers, AdamW and the moving average of the variables."""
 
 from flax import traverse_util
 import jax
