@@ -179,11 +179,8 @@ def make_train_step(config: ml_collections.ConfigDict, model,
           lambda average, value: rate * average + (1 - rate) * value, state.ema,
           new_state.variables))
     if config.skip_nonfinite_steps:  # Such a step only advances the step count.
-      keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-      new_state = new_state.replace(params=keep(new_state.params, state.params),
-                                    opt_state=keep(new_state.opt_state, state.opt_state),
-                                    batch_stats=keep(new_state.batch_stats, state.batch_stats),
-                                    ema=keep(new_state.ema, state.ema))
+      new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state,
+                               state.replace(step=new_state.step))
     return new_state, metrics
 
   return train_step
