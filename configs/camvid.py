@@ -9,7 +9,7 @@ Rare, thin classes (pole, sign, bicyclist) get SegNet's median-frequency class w
 computed from the train labels once, tempered to their square roots: at full strength pole was
 predicted 4.4 times as often as labelled, and buildings lost half their pixels to the rare
 classes. Output stride 8: at 16, the ASPP's grid is too coarse to draw a 4-pixel pole. Sized to
-train from scratch in under an hour on a 2-core CPU: a half-width ResNet-18, crop 225, batch 8,
+train from scratch in about an hour on a 2-core CPU: a half-width ResNet-18, crop 225, batch 8,
 2,400 steps. The README's CamVid table has the measured runs, times and per-class scores.
 """
 
